@@ -1,0 +1,394 @@
+//! Turning uploaded bytes into an upright RGB picture: the format is read from
+//! the bytes (never the name), oversized and cut-off files are refused before
+//! they cost memory, EXIF orientation is applied and transparency is flattened
+//! onto white. Resizing for the network is left to `preprocess`.
+
+use std::io::Cursor;
+
+use image::metadata::Orientation;
+use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage};
+
+/// Image formats we take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Jpeg,
+    Png,
+    Gif,
+    WebP,
+    Bmp,
+}
+
+impl Format {
+    /// Reads the format from the file's first bytes.
+    pub fn sniff(bytes: &[u8]) -> Result<Format, ImageError> {
+        if bytes.is_empty() {
+            return Err(ImageError::Empty);
+        }
+        match image::guess_format(bytes) {
+            Ok(image::ImageFormat::Jpeg) => Ok(Format::Jpeg),
+            Ok(image::ImageFormat::Png) => Ok(Format::Png),
+            Ok(image::ImageFormat::Gif) => Ok(Format::Gif),
+            Ok(image::ImageFormat::WebP) => Ok(Format::WebP),
+            Ok(image::ImageFormat::Bmp) => Ok(Format::Bmp),
+            Ok(other) => Err(ImageError::UnsupportedFormat(format!("{other:?}").to_uppercase())),
+            Err(_) => Err(ImageError::NotAnImage),
+        }
+    }
+
+    /// The file name extension we store this format under.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Jpeg => "jpg",
+            Format::Png => "png",
+            Format::Gif => "gif",
+            Format::WebP => "webp",
+            Format::Bmp => "bmp",
+        }
+    }
+
+    /// The format's media type, for `Content-Type`.
+    pub fn mime_type(self) -> &'static str {
+        match self {
+            Format::Jpeg => "image/jpeg",
+            Format::Png => "image/png",
+            Format::Gif => "image/gif",
+            Format::WebP => "image/webp",
+            Format::Bmp => "image/bmp",
+        }
+    }
+
+    /// The format whose extension this is, if we take it.
+    pub fn from_extension(extension: &str) -> Option<Format> {
+        match extension.to_ascii_lowercase().as_str() {
+            "jpg" | "jpeg" | "jpe" | "jfif" => Some(Format::Jpeg),
+            "png" => Some(Format::Png),
+            "gif" => Some(Format::Gif),
+            "webp" => Some(Format::WebP),
+            "bmp" => Some(Format::Bmp),
+            _ => None,
+        }
+    }
+
+    fn image_format(self) -> image::ImageFormat {
+        match self {
+            Format::Jpeg => image::ImageFormat::Jpeg,
+            Format::Png => image::ImageFormat::Png,
+            Format::Gif => image::ImageFormat::Gif,
+            Format::WebP => image::ImageFormat::WebP,
+            Format::Bmp => image::ImageFormat::Bmp,
+        }
+    }
+}
+
+/// Why an upload cannot be used as a picture.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ImageError {
+    /// The file has no bytes at all.
+    #[error("the file is empty")]
+    Empty,
+    /// The bytes are not an image format we know.
+    #[error("the file is not an image (JPEG, PNG, GIF, WebP or BMP)")]
+    NotAnImage,
+    /// A real image, in a format we do not take.
+    #[error("{0} images are not taken: use JPEG, PNG, GIF, WebP or BMP")]
+    UnsupportedFormat(String),
+    /// The declared size would need too much memory to decode.
+    #[error(
+        "the image is {width}x{height} pixels, more than the {max_megapixels} megapixels \
+         we decode"
+    )]
+    TooLarge { width: u32, height: u32, max_megapixels: u64 },
+    /// The file ends before the image does.
+    #[error("the image is cut off before its end (was the upload or copy complete?)")]
+    Truncated,
+    /// The decoder found the data broken.
+    #[error("the image cannot be decoded: {0}")]
+    Corrupt(String),
+}
+
+/// How much we are willing to decode.
+#[derive(Debug, Clone, Copy)]
+pub struct DecodeLimits {
+    /// The most pixels (width times height) an image may declare.
+    pub max_pixels: u64,
+}
+
+impl Default for DecodeLimits {
+    /// 80 megapixels: above any phone camera's normal output (12 to 50 MP)
+    /// while keeping one decode within a few hundred megabytes.
+    fn default() -> DecodeLimits {
+        DecodeLimits { max_pixels: 80_000_000 }
+    }
+}
+
+/// An upright RGB picture, and where it came from.
+#[derive(Debug)]
+pub struct Decoded {
+    pub image: RgbImage,
+    pub format: Format,
+    /// Width and height the file declares, before orientation and scaling.
+    pub declared: (u32, u32),
+    /// The JPEG DCT scaling denominator used while decoding (1 when none).
+    pub reduced_by: u32,
+}
+
+/// Decodes `bytes` into an upright RGB picture.
+///
+/// `min_shorter_side` lets a JPEG be decoded at a reduced scale (1/2, 1/4 or
+/// 1/8, done inside the inverse DCT at almost no cost) as long as its shorter
+/// side stays at least this long; 0 always decodes at full size.
+pub fn decode(
+    bytes: &[u8],
+    limits: DecodeLimits,
+    min_shorter_side: u32,
+) -> Result<Decoded, ImageError> {
+    let format = Format::sniff(bytes)?;
+    match format {
+        Format::Jpeg => decode_jpeg(bytes, limits, min_shorter_side),
+        _ => decode_other(bytes, format, limits),
+    }
+}
+
+fn check_size(width: u32, height: u32, limits: DecodeLimits) -> Result<(), ImageError> {
+    if width == 0 || height == 0 {
+        return Err(ImageError::Corrupt(format!("it declares a size of {width}x{height}")));
+    }
+    if u64::from(width) * u64::from(height) > limits.max_pixels {
+        return Err(ImageError::TooLarge {
+            width,
+            height,
+            max_megapixels: limits.max_pixels / 1_000_000,
+        });
+    }
+    Ok(())
+}
+
+fn decode_jpeg(
+    bytes: &[u8],
+    limits: DecodeLimits,
+    min_shorter_side: u32,
+) -> Result<Decoded, ImageError> {
+    // A JPEG cut off in its scan data still decodes, with grey or repeated rows
+    // at the bottom; the decoder does not say so, the missing end marker does.
+    if !jpeg_is_complete(bytes) {
+        return Err(ImageError::Truncated);
+    }
+
+    let corrupt = |e: jpeg_decoder::Error| ImageError::Corrupt(e.to_string());
+    let mut decoder = jpeg_decoder::Decoder::new(bytes);
+    decoder.read_info().map_err(corrupt)?;
+    let info = decoder.info().ok_or_else(|| ImageError::Corrupt("no frame header".into()))?;
+    let (width, height) = (u32::from(info.width), u32::from(info.height));
+    check_size(width, height, limits)?;
+
+    // Only the shorter side matters: asking for the most on the longer axis
+    // leaves the choice of factor to the shorter one.
+    let (mut out_w, mut out_h) = (info.width, info.height);
+    if min_shorter_side > 0 {
+        let want = u16::try_from(min_shorter_side).unwrap_or(u16::MAX);
+        let request = if width <= height { (want, u16::MAX) } else { (u16::MAX, want) };
+        (out_w, out_h) = decoder.scale(request.0, request.1).map_err(corrupt)?;
+    }
+    let pixels = decoder.decode().map_err(corrupt)?;
+    let info = decoder.info().ok_or_else(|| ImageError::Corrupt("no frame header".into()))?;
+    let rgb = jpeg_pixels_to_rgb(pixels, info.pixel_format);
+    let image = RgbImage::from_raw(u32::from(out_w), u32::from(out_h), rgb)
+        .ok_or_else(|| ImageError::Corrupt("fewer pixels than the header declares".into()))?;
+
+    let mut image = DynamicImage::ImageRgb8(image);
+    if let Some(orientation) = decoder.exif_data().and_then(Orientation::from_exif_chunk) {
+        image.apply_orientation(orientation);
+    }
+    Ok(Decoded {
+        image: image.into_rgb8(),
+        format: Format::Jpeg,
+        declared: (width, height),
+        reduced_by: (f64::from(width) / f64::from(out_w.max(1))).round() as u32,
+    })
+}
+
+fn jpeg_pixels_to_rgb(pixels: Vec<u8>, format: jpeg_decoder::PixelFormat) -> Vec<u8> {
+    use jpeg_decoder::PixelFormat;
+    match format {
+        PixelFormat::RGB24 => pixels,
+        PixelFormat::L8 => pixels.iter().flat_map(|&l| [l, l, l]).collect(),
+        // Big-endian 16-bit grey: keep the high byte.
+        PixelFormat::L16 => pixels.chunks_exact(2).flat_map(|l| [l[0], l[0], l[0]]).collect(),
+        // The decoder has already undone Adobe's inversion, so these are plain
+        // ink amounts; the naive conversion is what browsers show for CMYK
+        // files without a colour profile.
+        PixelFormat::CMYK32 => pixels
+            .chunks_exact(4)
+            .flat_map(|p| {
+                let k = 255 - u16::from(p[3]);
+                let ink = |c: u8| ((255 - u16::from(c)) * k / 255) as u8;
+                [ink(p[0]), ink(p[1]), ink(p[2])]
+            })
+            .collect(),
+    }
+}
+
+/// Whether a JPEG's markers run all the way to its end-of-image marker.
+///
+/// Walks the marker segments from the start of image and skips each scan's
+/// entropy-coded data, where a 0xFF byte is always followed by a stuffed zero
+/// or a restart marker. An embedded EXIF thumbnail has its own end marker, but
+/// it sits inside an APP1 segment, which is skipped whole.
+pub fn jpeg_is_complete(bytes: &[u8]) -> bool {
+    if !bytes.starts_with(&[0xFF, 0xD8]) {
+        return false;
+    }
+    let mut at = 2;
+    loop {
+        // Find the next marker, tolerating stray bytes and fill bytes before it.
+        while at < bytes.len() && bytes[at] != 0xFF {
+            at += 1;
+        }
+        while at < bytes.len() && bytes[at] == 0xFF {
+            at += 1;
+        }
+        let Some(&marker) = bytes.get(at) else {
+            return false;
+        };
+        at += 1;
+
+        match marker {
+            0xD9 => return true,
+            0x01 | 0xD0..=0xD7 => continue,
+            _ => {}
+        }
+        let Some(length) = bytes.get(at..at + 2) else {
+            return false;
+        };
+        at += usize::from(u16::from_be_bytes([length[0], length[1]]));
+        if at > bytes.len() {
+            return false;
+        }
+        if marker == 0xDA {
+            at = skip_entropy_coded_data(bytes, at);
+        }
+    }
+}
+
+/// Returns the position of the first real marker after scan data at `from`.
+fn skip_entropy_coded_data(bytes: &[u8], mut from: usize) -> usize {
+    while let Some(offset) = bytes[from..].iter().position(|&b| b == 0xFF) {
+        let at = from + offset;
+        match bytes.get(at + 1) {
+            Some(0x00) | Some(0xD0..=0xD7) => from = at + 2,
+            Some(0xFF) => from = at + 1,
+            _ => return at,
+        }
+    }
+    bytes.len()
+}
+
+fn decode_other(bytes: &[u8], format: Format, limits: DecodeLimits) -> Result<Decoded, ImageError> {
+    let corrupt = |e: image::ImageError| match e {
+        image::ImageError::Limits(_) => ImageError::TooLarge {
+            width: 0,
+            height: 0,
+            max_megapixels: limits.max_pixels / 1_000_000,
+        },
+        image::ImageError::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            ImageError::Truncated
+        }
+        other if is_eof_message(&other.to_string()) => ImageError::Truncated,
+        other => ImageError::Corrupt(other.to_string()),
+    };
+
+    let mut reader = ImageReader::with_format(Cursor::new(bytes), format.image_format());
+    let mut image_limits = image::Limits::default();
+    // A backstop for what the declared size does not show (a frame or a
+    // palette larger than the picture); the declared size is checked below.
+    image_limits.max_alloc = Some(limits.max_pixels.saturating_mul(8));
+    reader.limits(image_limits);
+    let mut decoder = reader.into_decoder().map_err(corrupt)?;
+    let (width, height) = decoder.dimensions();
+    check_size(width, height, limits)?;
+
+    let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
+    let mut image = DynamicImage::from_decoder(decoder).map_err(corrupt)?;
+    image.apply_orientation(orientation);
+    Ok(Decoded {
+        image: flatten_onto_white(image),
+        format,
+        declared: (width, height),
+        reduced_by: 1,
+    })
+}
+
+fn is_eof_message(message: &str) -> bool {
+    let message = message.to_ascii_lowercase();
+    message.contains("unexpected end") || message.contains("eof") || message.contains("truncated")
+}
+
+/// Drops the alpha channel by compositing onto a white background, as a
+/// browser shows a transparent picture on a white page.
+fn flatten_onto_white(image: DynamicImage) -> RgbImage {
+    if !image.color().has_alpha() {
+        return image.into_rgb8();
+    }
+    let rgba = image.into_rgba8();
+    let (width, height) = rgba.dimensions();
+    let pixels = rgba
+        .pixels()
+        .flat_map(|p| {
+            let alpha = u32::from(p[3]);
+            let over_white =
+                |c: u8| ((u32::from(c) * alpha + 255 * (255 - alpha) + 127) / 255) as u8;
+            [over_white(p[0]), over_white(p[1]), over_white(p[2])]
+        })
+        .collect();
+    RgbImage::from_raw(width, height, pixels).expect("three bytes for each RGBA pixel")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_come_from_the_bytes() {
+        assert_eq!(Format::sniff(b""), Err(ImageError::Empty));
+        assert_eq!(Format::sniff(b"hello, this is text"), Err(ImageError::NotAnImage));
+        assert_eq!(Format::sniff(&[0xFF, 0xD8, 0xFF, 0xE0]), Ok(Format::Jpeg));
+        assert_eq!(Format::sniff(b"\x89PNG\r\n\x1a\n...."), Ok(Format::Png));
+        assert_eq!(Format::sniff(b"GIF89a......"), Ok(Format::Gif));
+        assert_eq!(Format::sniff(b"RIFF\0\0\0\0WEBPVP8 "), Ok(Format::WebP));
+        assert_eq!(Format::sniff(b"BM......"), Ok(Format::Bmp));
+        assert!(matches!(Format::sniff(b"II*\0......"), Err(ImageError::UnsupportedFormat(_))));
+    }
+
+    #[test]
+    fn extensions_map_to_formats() {
+        assert_eq!(Format::from_extension("JPEG"), Some(Format::Jpeg));
+        assert_eq!(Format::from_extension("webp"), Some(Format::WebP));
+        assert_eq!(Format::from_extension("tiff"), None);
+    }
+
+    #[test]
+    fn jpeg_completeness_follows_the_markers() {
+        let mut jpeg = vec![0xFF, 0xD8];
+        // An APP1 segment that holds a thumbnail's own end marker.
+        jpeg.extend_from_slice(&[0xFF, 0xE1, 0x00, 0x06, 0xFF, 0xD9, 0x00, 0x00]);
+        // A scan header, then entropy data with a stuffed 0xFF and a restart marker.
+        jpeg.extend_from_slice(&[0xFF, 0xDA, 0x00, 0x02, 0x12, 0xFF, 0x00, 0x34, 0xFF, 0xD0]);
+        let cut = jpeg.clone();
+        jpeg.extend_from_slice(&[0x56, 0xFF, 0xD9]);
+
+        assert!(jpeg_is_complete(&jpeg));
+        assert!(!jpeg_is_complete(&cut));
+        assert!(!jpeg_is_complete(&jpeg[..6]));
+        assert!(!jpeg_is_complete(b"not a jpeg"));
+    }
+
+    #[test]
+    fn transparency_is_flattened_onto_white() {
+        let mut rgba = image::RgbaImage::new(2, 1);
+        rgba.put_pixel(0, 0, image::Rgba([0, 0, 0, 0]));
+        rgba.put_pixel(1, 0, image::Rgba([200, 100, 0, 255]));
+        let rgb = flatten_onto_white(DynamicImage::ImageRgba8(rgba));
+        assert_eq!(rgb.get_pixel(0, 0).0, [255, 255, 255]);
+        assert_eq!(rgb.get_pixel(1, 0).0, [200, 100, 0]);
+    }
+}

@@ -1,0 +1,14 @@
+//! imagenet-classroom: classify students' photos with a pretrained ImageNet
+//! network, as a command and as a web application behind Apache.
+
+pub mod bench;
+pub mod classify_cmd;
+pub mod cli;
+pub mod config;
+pub mod decode;
+pub mod labels;
+pub mod lrn;
+pub mod manifest;
+pub mod model;
+pub mod preprocess;
+pub mod server;
