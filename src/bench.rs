@@ -154,7 +154,7 @@ fn ms(duration: Duration) -> f64 {
 fn profile(session: &mut model::Session, input: Tensor, runs: usize) -> anyhow::Result<ExitCode> {
     use std::collections::HashMap;
 
-    let mut by_node: HashMap<String, (String, Duration)> = HashMap::new();
+    let mut by_node: HashMap<String, (String, String, Duration)> = HashMap::new();
     let state = session.plan_state();
     for run in 0..runs + 2 {
         state.run_plan_with_eval(
@@ -164,21 +164,22 @@ fn profile(session: &mut model::Session, input: Tensor, runs: usize) -> anyhow::
                 let outputs = tract_onnx::tract_core::plan::eval(ctx, op_state, node, inputs);
                 // The first two runs allocate; leave them out.
                 if run >= 2 {
-                    let entry = by_node
-                        .entry(node.name.clone())
-                        .or_insert_with(|| (node.op().name().to_string(), Duration::ZERO));
-                    entry.1 += start.elapsed();
+                    let entry = by_node.entry(node.name.clone()).or_insert_with(|| {
+                        let shape = format!("{:?}", node.outputs[0].fact.shape);
+                        (node.op().name().to_string(), shape, Duration::ZERO)
+                    });
+                    entry.2 += start.elapsed();
                 }
                 outputs
             },
         )?;
     }
     let per_run = |d: Duration| ms(d) / runs.max(1) as f64;
-    let total: f64 = by_node.values().map(|(_, d)| per_run(*d)).sum();
+    let total: f64 = by_node.values().map(|(_, _, d)| per_run(*d)).sum();
     println!("profile over {runs} runs: {total:.2} ms a run in {} nodes", by_node.len());
 
     let mut by_op: HashMap<&str, f64> = HashMap::new();
-    for (op, d) in by_node.values() {
+    for (op, _, d) in by_node.values() {
         *by_op.entry(op.as_str()).or_default() += per_run(*d);
     }
     let mut ops: Vec<_> = by_op.into_iter().collect();
@@ -187,10 +188,10 @@ fn profile(session: &mut model::Session, input: Tensor, runs: usize) -> anyhow::
         println!("  {t:8.2} ms {:5.1}%  {op}", t / total * 100.0);
     }
     let mut nodes: Vec<_> = by_node.iter().collect();
-    nodes.sort_by(|a, b| b.1 .1.cmp(&a.1 .1));
+    nodes.sort_by(|a, b| b.1 .2.cmp(&a.1 .2));
     println!("costliest nodes:");
-    for (name, (op, d)) in nodes.iter().take(15) {
-        println!("  {:8.2} ms  {op:<24} {name}", per_run(*d));
+    for (name, (op, shape, d)) in nodes.iter().take(20) {
+        println!("  {:8.2} ms  {op:<24} {name:<40} {shape}", per_run(*d));
     }
     Ok(ExitCode::SUCCESS)
 }
