@@ -7,8 +7,9 @@
 use std::io::Read;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
@@ -25,6 +26,8 @@ use super::App;
 /// (the most the protocol can say), one request on each at a time.
 const MAX_CONNECTIONS: u8 = 255;
 const MAX_REQUESTS_PER_CONNECTION: u8 = 1;
+/// How long a closing connection waits for the web server to close its end.
+const LINGER: Duration = Duration::from_secs(2);
 
 /// Serves the requests of one connection until the web server closes it or
 /// the server stops. On stopping, a request being received or answered is
@@ -38,10 +41,32 @@ pub async fn serve_connection<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (reader, writer) = tokio::io::split(stream);
+    let (reader, writer) = (Arc::new(Mutex::new(Some(reader))), Arc::new(Mutex::new(Some(writer))));
     let receiving = Arc::new(AtomicBool::new(false));
-    let reader = Watched { inner: reader, receiving: receiving.clone() };
-    let mut requests = Requests::new(reader, writer, MAX_CONNECTIONS, MAX_REQUESTS_PER_CONNECTION);
+    let requests = Requests::new(
+        Lent { half: reader.clone(), receiving: Some(receiving.clone()) },
+        Lent { half: writer.clone(), receiving: None },
+        MAX_CONNECTIONS,
+        MAX_REQUESTS_PER_CONNECTION,
+    );
+    serve_requests(app, requests, &mount, &receiving, &shutdown).await;
 
+    let (reader, writer) = (take(&reader), take(&writer));
+    if let (Some(reader), Some(writer)) = (reader, writer) {
+        linger(reader, writer).await;
+    }
+}
+
+async fn serve_requests<R, W>(
+    app: Arc<App>,
+    mut requests: Requests<R, W>,
+    mount: &Arc<str>,
+    receiving: &AtomicBool,
+    shutdown: &CancellationToken,
+) where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send,
+{
     loop {
         let next = {
             let next = requests.next();
@@ -93,6 +118,27 @@ pub async fn serve_connection<S>(
     }
 }
 
+/// Closes a connection without losing the end of the answer. Closing a
+/// socket that still holds unread bytes (a web server's extra record, say)
+/// makes the kernel reset the connection, and a reset can throw away answer
+/// bytes the web server has not read yet; so we send our end first, then
+/// read until the web server closes its end, for a short while at most.
+async fn linger<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(mut reader: R, mut writer: W) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    if writer.shutdown().await.is_err() {
+        return;
+    }
+    let mut sink = [0u8; 4096];
+    let draining = async {
+        while let Ok(n) = reader.read(&mut sink).await {
+            if n == 0 {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER, draining).await;
+}
+
 /// Turns CGI parameters and the buffered stdin into a request.
 fn translate<W: AsyncWrite + Unpin>(
     request: &tokio_fastcgi::Request<W>,
@@ -104,7 +150,9 @@ fn translate<W: AsyncWrite + Unpin>(
     if let Some(params) = request.str_params_iter() {
         for (name, value) in params {
             let Some(value) = value else { continue };
-            let header = match name {
+            // tokio-fastcgi keeps parameter names in lower case.
+            let name = name.to_ascii_uppercase();
+            let header = match name.as_str() {
                 "CONTENT_TYPE" => Some(CONTENT_TYPE),
                 "CONTENT_LENGTH" if !value.is_empty() => Some(CONTENT_LENGTH),
                 _ => name
@@ -184,24 +232,65 @@ fn cgi_output(response: &Response, head_only: bool) -> Vec<u8> {
     out
 }
 
-/// A reader that notes when bytes of a request have started to arrive.
-struct Watched<R> {
-    inner: R,
-    receiving: Arc<AtomicBool>,
+/// One half of the connection, lent to tokio-fastcgi and taken back (see
+/// [`take`]) once it is done, to close the connection properly. The reading
+/// half also notes when bytes of a request have started to arrive.
+struct Lent<T> {
+    half: Arc<Mutex<Option<T>>>,
+    receiving: Option<Arc<AtomicBool>>,
 }
 
-impl<R: AsyncRead + Unpin> AsyncRead for Watched<R> {
+/// Takes a lent half back.
+fn take<T>(half: &Mutex<Option<T>>) -> Option<T> {
+    half.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take()
+}
+
+impl<T> Lent<T> {
+    fn with<R>(
+        &self,
+        use_half: impl FnOnce(Pin<&mut T>) -> Poll<std::io::Result<R>>,
+    ) -> Poll<std::io::Result<R>>
+    where
+        T: Unpin,
+    {
+        let mut half = self.half.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        match half.as_mut() {
+            Some(half) => use_half(Pin::new(half)),
+            None => Poll::Ready(Err(std::io::ErrorKind::NotConnected.into())),
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Lent<T> {
     fn poll_read(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         let before = buf.filled().len();
-        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            self.receiving.store(true, Ordering::SeqCst);
+        let polled = self.with(|half| half.poll_read(cx, buf));
+        if let (true, Some(receiving)) = (buf.filled().len() > before, &self.receiving) {
+            receiving.store(true, Ordering::SeqCst);
         }
         polled
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Lent<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.with(|half| half.poll_write(cx, buf))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.with(|half| half.poll_flush(cx))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.with(|half| half.poll_shutdown(cx))
     }
 }
 
