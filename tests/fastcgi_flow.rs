@@ -197,9 +197,20 @@ async fn an_inherited_listening_socket_is_served() {
     assert_eq!(response.status(), 303);
 }
 
-#[tokio::test]
+// Several threads: the upload runs on one while the test waits on another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_finishes_the_request_in_flight_then_exits() {
-    let mut server = Start::fastcgi().args(&["--workers", "1"]).start();
+    // Debug logging says when the request has arrived.
+    let dir = tempfile::tempdir().unwrap();
+    let log_config = dir.path().join("log4rs.yaml");
+    std::fs::write(
+        &log_config,
+        "appenders:\n  stderr:\n    kind: console\n    target: stderr\nroot:\n  level: info\n  \
+         appenders: [stderr]\nloggers:\n  imagenet_classroom:\n    level: debug\n",
+    )
+    .unwrap();
+    let log_config = log_config.to_str().unwrap();
+    let mut server = Start::fastcgi().args(&["--workers", "1", "--log-config", log_config]).start();
     let address = server.fastcgi_address();
 
     // A large picture takes a while to decode: it is still in flight when
@@ -214,14 +225,18 @@ async fn sigterm_finishes_the_request_in_flight_then_exits() {
         let address = address.clone();
         tokio::spawn(async move { upload(&address, "taro", "big.png", &png).await })
     };
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    server.wait_for_log("request started method=POST path=/ai/uploads_file");
     server.terminate();
 
     let response = in_flight.await.unwrap();
     assert_eq!(response.status(), 303, "{}", text(&response));
     let status = wait_for_exit(&mut server);
     assert_eq!(status.code(), Some(0), "{}", server.log());
-    assert!(server.log().contains("SIGTERM received"), "{}", server.log());
+    let log = server.log();
+    assert!(log.contains("SIGTERM received"), "{log}");
+    assert!(log.contains("stopping: finishing 1 connection(s)"), "it was in flight: {log}");
+    let (stopping, answered) = (log.find("stopping:").unwrap(), log.find("status=303").unwrap());
+    assert!(stopping < answered, "answered after the signal: {log}");
     assert!(std::net::TcpStream::connect(&address).is_err(), "no longer listening");
     assert_eq!(web_support::stored_photos(&server.uploads()), ["taro-big.png"]);
 }

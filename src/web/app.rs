@@ -100,6 +100,13 @@ impl App {
     /// Answers one request, and logs it.
     pub async fn handle(&self, mut request: Request) -> Response {
         let start = Instant::now();
+        log::debug!(
+            "request started method={} path={}{} client={}",
+            request.method,
+            request.mount,
+            request.path,
+            request.remote
+        );
         let mut context = Context {
             mount: request.mount.clone(),
             language: Language::negotiate(

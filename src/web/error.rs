@@ -175,6 +175,47 @@ mod tests {
     }
 
     #[test]
+    fn every_error_has_a_complete_message_in_both_languages() {
+        use crate::web::i18n::{Catalogue, Language};
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("templates/messages.toml");
+        let catalogue = Catalogue::load(&path).unwrap();
+        let errors = [
+            RequestError::BadLogin(LoginProblem::Empty),
+            RequestError::BadLogin(LoginProblem::TooLong),
+            RequestError::BadLogin(LoginProblem::ControlCharacters),
+            RequestError::NoFile,
+            RequestError::EmptyFile,
+            RequestError::NotMultipart,
+            RequestError::NotAForm,
+            RequestError::CutOff("x".into()),
+            RequestError::TooBig { limit: 20 << 20 },
+            RequestError::LengthRequired,
+            RequestError::NotAnImage(ImageError::NotAnImage),
+            RequestError::NotAnImage(ImageError::UnsupportedFormat("TIFF".into())),
+            RequestError::BadImage(ImageError::Truncated),
+            RequestError::BadImage(ImageError::Corrupt("x".into())),
+            RequestError::BadImage(ImageError::TooLarge {
+                width: 1,
+                height: 1,
+                max_megapixels: 80,
+            }),
+            RequestError::Busy,
+            RequestError::NotFound,
+            RequestError::MethodNotAllowed { allow: "POST" },
+            RequestError::Internal(anyhow::anyhow!("x")),
+        ];
+        for error in errors {
+            let args = error.message_args();
+            let args: Vec<(&str, &str)> = args.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            for language in [Language::Ja, Language::En] {
+                assert!(catalogue.has(error.message_key()), "{}", error.message_key());
+                let text = catalogue.format(language, error.message_key(), &args);
+                assert!(!text.contains('{'), "{language}: {text}");
+            }
+        }
+    }
+
+    #[test]
     fn codes_are_the_message_keys_without_prefix() {
         assert_eq!(RequestError::TooBig { limit: 1 }.code(), "too_big");
         assert_eq!(RequestError::Busy.code(), "busy");
