@@ -149,10 +149,10 @@ impl Config {
         });
 
         let path_option = |cli: &Option<PathBuf>, file: &Option<PathBuf>, default: &str| {
-            cli.clone().or_else(|| Some(from_file(file.as_deref().unwrap_or(Path::new(default)))))
+            cli.clone().unwrap_or_else(|| from_file(file.as_deref().unwrap_or(Path::new(default))))
         };
-        let uploads = path_option(&args.uploads, &file.uploads, defaults::UPLOADS).unwrap();
-        let templates = path_option(&args.templates, &file.templates, defaults::TEMPLATES).unwrap();
+        let uploads = path_option(&args.uploads, &file.uploads, defaults::UPLOADS);
+        let templates = path_option(&args.templates, &file.templates, defaults::TEMPLATES);
         let log_config = args.log_config.clone().or_else(|| file.log_config.map(|p| base.join(p)));
 
         let language = match file.language.as_deref() {

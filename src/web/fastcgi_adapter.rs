@@ -166,8 +166,11 @@ fn translate<W: AsyncWrite + Unpin>(
         }
     }
 
-    // tokio-fastcgi has already received the whole body; the application
-    // checks its declared length against the limit before parsing it.
+    // Limitation: tokio-fastcgi receives the whole body into memory before
+    // it hands us the request, so an upload over the limit is refused (413,
+    // from its declared length) only once it has arrived. Acceptable because
+    // Apache's LimitRequestBody caps what arrives a little above our limit;
+    // a FastCGI library that streams stdin would lift it.
     let mut body = Vec::new();
     if let Err(e) = request.get_stdin().read_to_end(&mut body) {
         log::warn!("fastcgi: cannot read the request body: {e}");
