@@ -155,6 +155,21 @@ async fn a_unix_socket_gets_its_mode_replaces_a_stale_one_and_is_removed() {
     assert_eq!(health.status(), 200);
     assert_eq!(text(&health), "ok mobilenetv2\n");
 
+    // A second server on the same path is refused: that socket is alive.
+    let uploads = tempfile::tempdir().unwrap();
+    let second = web_support::command()
+        .args(["serve", "--model", "models/mobilenetv2.toml", "--fastcgi"])
+        .arg(&socket)
+        .arg("--uploads")
+        .arg(uploads.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("another server is already listening"), "{stderr}");
+    let health = fastcgi(socket.to_str().unwrap(), &FcgiRequest::get("/healthz")).await;
+    assert_eq!(health.status(), 200, "the first server still answers");
+
     server.terminate();
     let status = wait_for_exit(&mut server);
     assert_eq!(status.code(), Some(0), "{}", server.log());

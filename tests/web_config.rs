@@ -189,3 +189,25 @@ fn serve_says_what_is_wrong_at_start() {
     assert!(stderr.contains("exists and is not a socket"), "{stderr}");
     assert!(Path::new(&not_a_socket).is_file(), "a file that is not a socket is left alone");
 }
+
+#[test]
+fn the_http_server_also_listens_on_a_unix_socket() {
+    use std::io::{Read, Write};
+
+    common::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("http.sock");
+    let mut serve = command();
+    serve.args(["serve", "--model", "models/mobilenetv2.toml", "--http"]).arg(&socket);
+    serve.arg("--uploads").arg(dir.path().join("up"));
+    let server = Server::spawn(serve, tempfile::tempdir().unwrap());
+    assert_eq!(server.listening, format!("http+unix://{}/ai/", socket.display()));
+
+    let mut stream = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+    stream.write_all(b"GET /ai/healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    assert!(answer.ends_with("ok mobilenetv2\n"), "{answer}");
+    assert!(server.wait_for_log("client=unix").contains("path=/ai/healthz status=200"));
+}
