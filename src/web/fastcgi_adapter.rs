@@ -1,0 +1,244 @@
+//! The FastCGI adapter (tokio-fastcgi), which Apache talks to: CGI
+//! parameters become the request (`SCRIPT_NAME` is the mount point,
+//! `PATH_INFO` the rest, `REMOTE_ADDR` the client), and the response goes
+//! back as CGI headers and body. Each connection carries one request at a
+//! time, which is how Apache uses them; many connections are served at once.
+
+use std::io::Read;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
+use http::{HeaderMap, Method};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio_fastcgi::{RequestResult, Requests, Role};
+use tokio_util::sync::CancellationToken;
+
+use super::request::{one_chunk, Request};
+use super::response::Response;
+use super::App;
+
+/// What we tell the web server it may open: as many connections as it likes
+/// (the most the protocol can say), one request on each at a time.
+const MAX_CONNECTIONS: u8 = 255;
+const MAX_REQUESTS_PER_CONNECTION: u8 = 1;
+
+/// Serves the requests of one connection until the web server closes it or
+/// the server stops. On stopping, a request being received or answered is
+/// finished; an idle connection is closed at once.
+pub async fn serve_connection<S>(
+    app: Arc<App>,
+    stream: S,
+    mount: Arc<str>,
+    shutdown: CancellationToken,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (reader, writer) = tokio::io::split(stream);
+    let receiving = Arc::new(AtomicBool::new(false));
+    let reader = Watched { inner: reader, receiving: receiving.clone() };
+    let mut requests = Requests::new(reader, writer, MAX_CONNECTIONS, MAX_REQUESTS_PER_CONNECTION);
+
+    loop {
+        let next = {
+            let next = requests.next();
+            tokio::pin!(next);
+            tokio::select! {
+                next = &mut next => next,
+                () = shutdown.cancelled() => {
+                    // Dropping the read between requests loses nothing;
+                    // in the middle of one it would lose that request.
+                    if !receiving.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    next.await
+                }
+            }
+        };
+        let request = match next {
+            Ok(Some(request)) => request,
+            Ok(None) => return,
+            Err(e) => {
+                log::debug!("fastcgi connection ended: {e}");
+                return;
+            }
+        };
+        receiving.store(false, Ordering::SeqCst);
+
+        let app = app.clone();
+        let mount = mount.clone();
+        let processed = request
+            .process(|request| async move {
+                if request.role != Role::Responder {
+                    log::warn!("fastcgi: refusing a request for role {:?}", request.role);
+                    return RequestResult::UnknownRole;
+                }
+                let ours = translate(&request, &mount);
+                let head_only = ours.method == Method::HEAD;
+                let response = app.handle(ours).await;
+                let mut stdout = request.get_stdout();
+                if let Err(e) = stdout.write(&cgi_output(&response, head_only)).await {
+                    log::debug!("fastcgi: the web server went away while answering: {e}");
+                }
+                RequestResult::Complete(0)
+            })
+            .await;
+        if let Err(e) = processed {
+            log::debug!("fastcgi connection ended: {e}");
+            return;
+        }
+    }
+}
+
+/// Turns CGI parameters and the buffered stdin into a request.
+fn translate<W: AsyncWrite + Unpin>(
+    request: &tokio_fastcgi::Request<W>,
+    configured_mount: &str,
+) -> Request {
+    let param = |name: &str| request.get_str_param(name).map(str::to_string);
+
+    let mut headers = HeaderMap::new();
+    if let Some(params) = request.str_params_iter() {
+        for (name, value) in params {
+            let Some(value) = value else { continue };
+            let header = match name {
+                "CONTENT_TYPE" => Some(CONTENT_TYPE),
+                "CONTENT_LENGTH" if !value.is_empty() => Some(CONTENT_LENGTH),
+                _ => name
+                    .strip_prefix("HTTP_")
+                    .map(|h| h.to_ascii_lowercase().replace('_', "-"))
+                    .and_then(|h| HeaderName::from_bytes(h.as_bytes()).ok()),
+            };
+            if let (Some(header), Ok(value)) = (header, HeaderValue::from_str(value)) {
+                headers.append(header, value);
+            }
+        }
+    }
+
+    // tokio-fastcgi has already received the whole body; the application
+    // checks its declared length against the limit before parsing it.
+    let mut body = Vec::new();
+    if let Err(e) = request.get_stdin().read_to_end(&mut body) {
+        log::warn!("fastcgi: cannot read the request body: {e}");
+    }
+
+    let (mount, path) = split_path(
+        param("SCRIPT_NAME").as_deref(),
+        param("PATH_INFO").as_deref(),
+        param("REQUEST_URI").as_deref(),
+        configured_mount,
+    );
+    let method = param("REQUEST_METHOD").unwrap_or_default();
+    Request {
+        method: Method::from_bytes(method.as_bytes()).unwrap_or(Method::GET),
+        mount,
+        path,
+        query: param("QUERY_STRING").unwrap_or_default(),
+        headers,
+        remote: param("REMOTE_ADDR").unwrap_or_else(|| "-".into()),
+        body: one_chunk(Bytes::from(body)),
+    }
+}
+
+/// The mount point and the path below it. Web servers set `SCRIPT_NAME` and
+/// `PATH_INFO` as CGI says; when `PATH_INFO` is missing (a proxy set up
+/// without it), the request URI is split at the configured mount point.
+pub fn split_path(
+    script_name: Option<&str>,
+    path_info: Option<&str>,
+    request_uri: Option<&str>,
+    configured_mount: &str,
+) -> (String, String) {
+    if let Some(path_info) = path_info {
+        let mount = script_name.unwrap_or("").trim_end_matches('/');
+        return (mount.to_string(), path_info.to_string());
+    }
+    let uri = request_uri.or(script_name).unwrap_or("");
+    let uri = uri.split('?').next().unwrap_or("");
+    match uri.strip_prefix(configured_mount) {
+        Some(rest) if rest.is_empty() || rest.starts_with('/') => {
+            (configured_mount.to_string(), rest.to_string())
+        }
+        _ => (script_name.unwrap_or("").trim_end_matches('/').to_string(), String::new()),
+    }
+}
+
+/// The response as CGI output: `Status`, the headers, a blank line, the body.
+fn cgi_output(response: &Response, head_only: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256 + response.body.len());
+    out.extend_from_slice(format!("Status: {}\r\n", response.status).as_bytes());
+    for (name, value) in &response.headers {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if !response.headers.contains_key(CONTENT_LENGTH) && !head_only {
+        out.extend_from_slice(format!("Content-Length: {}\r\n", response.body.len()).as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(&response.body);
+    out
+}
+
+/// A reader that notes when bytes of a request have started to arrive.
+struct Watched<R> {
+    inner: R,
+    receiving: Arc<AtomicBool>,
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Watched<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.receiving.store(true, Ordering::SeqCst);
+        }
+        polled
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_split_at_the_mount_point() {
+        let cases = [
+            // As Apache sends it when configured as shipped.
+            (
+                (Some("/ai"), Some("/uploads_file"), Some("/ai/uploads_file")),
+                ("/ai", "/uploads_file"),
+            ),
+            ((Some("/ai"), Some("/"), Some("/ai/?lang=en")), ("/ai", "/")),
+            ((Some("/ai"), Some(""), Some("/ai")), ("/ai", "")),
+            // No PATH_INFO: split the URI at the configured mount point.
+            ((Some("/ai/result/ab"), None, Some("/ai/result/ab?lang=ja")), ("/ai", "/result/ab")),
+            ((None, None, Some("/ai")), ("/ai", "")),
+            ((Some("/other"), None, Some("/other/x")), ("/other", "")),
+        ];
+        for ((script, info, uri), (mount, path)) in cases {
+            let got = split_path(script, info, uri, "/ai");
+            assert_eq!(got, (mount.to_string(), path.to_string()), "{script:?} {info:?} {uri:?}");
+        }
+    }
+
+    #[test]
+    fn cgi_output_has_status_headers_and_body() {
+        let response = Response::see_other("/ai/result/x?lang=en");
+        let text = String::from_utf8(cgi_output(&response, false)).unwrap();
+        assert!(text.starts_with("Status: 303 See Other\r\n"), "{text}");
+        assert!(text.contains("location: /ai/result/x?lang=en\r\n"), "{text}");
+        assert!(
+            text.ends_with("content-length: 0\r\n\r\n")
+                || text.contains("Content-Length: 0\r\n\r\n")
+        );
+    }
+}
