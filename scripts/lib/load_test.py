@@ -14,9 +14,9 @@ worker's resident memory (VmRSS) before, at upload 1,000 and at the end.
 
 import argparse
 import asyncio
-import math
 import mimetypes
 import os
+import random
 import resource
 import sys
 import time
@@ -26,7 +26,6 @@ from urllib.parse import urljoin, urlsplit
 
 import benchlib
 
-PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 BOUNDARY = "----imagenet-classroom-load-test-7d3f2a91c4"
 
@@ -169,7 +168,7 @@ class FlowError(Exception):
 
 
 def photos(folder):
-    """(file name, content type, multipart file part) for each photo."""
+    """(file name, multipart part carrying the file) for each photo in `folder`."""
     found = []
     for path in sorted(Path(folder).iterdir()):
         kind = mimetypes.guess_type(path.name)[0]
@@ -247,8 +246,14 @@ async def student(number, uploads, base, pictures, run):
     login = f"student{number:0{max(3, len(str(run.args.students)))}d}"
     connector = aiohttp.TCPConnector(ssl=False, limit=6)  # at most a browser's 6 connections
     timeout = aiohttp.ClientTimeout(total=run.args.timeout)
+    # With --think, each flow starts after a pause drawn evenly from 0 to
+    # twice the mean (the first one too, so arrivals are spread from the
+    # start); seeded per student so two runs offer the same load.
+    pauses = random.Random(number)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
         for k in range(uploads):
+            if run.args.think > 0:
+                await asyncio.sleep(pauses.uniform(0, 2 * run.args.think))
             _, file_part = pictures[(number + k) % len(pictures)]
             await one_flow(http, base, login, file_part, run)
 
@@ -304,11 +309,15 @@ async def main_async(args):
 
     # The report.
     ok = len(run.upload_ms)
-    print(f"scripts/load-test --students {args.students} --requests {total} {args.url}")
+    think = f" --think {args.think:g}" if args.think else ""
+    print(f"scripts/load-test --students {args.students} --requests {total}{think} {args.url}")
     print(f"server: {health}; worker pid {','.join(map(str, pids))}")
     print(benchlib.machine_summary())
     print(f"{ok} of {total} uploads classified in {wall:.1f} s: "
           f"throughput {ok / wall:.1f} uploads/s")
+    if args.think == 0:
+        print(f"no pauses: {args.students} uploads always waiting, so latency is about "
+              f"{args.students} / throughput (Little's law); --think gives a lesson's pace")
     if ok:
         p = {q: benchlib.percentile(run.upload_ms, q) for q in (50, 95, 99)}
         print(f"upload to result: p50 {p[50]:.0f} ms, p95 {p[95]:.0f} ms, p99 {p[99]:.0f} ms, "
@@ -364,6 +373,9 @@ def main():
                         "processes); default: found from the running processes")
     parser.add_argument("--photos", default=None,
                         help="folder of photos to upload (default ../shared/images)")
+    parser.add_argument("--think", type=float, default=0, metavar="SECONDS",
+                        help="mean pause of a student before each upload (default 0: "
+                        "everyone uploads again at once, the heaviest load)")
     parser.add_argument("--timeout", type=float, default=120,
                         help="seconds one request may take before it counts as an error")
     args = parser.parse_args()
