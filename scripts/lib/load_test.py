@@ -18,7 +18,10 @@ import mimetypes
 import os
 import random
 import resource
+import shlex
+import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -130,6 +133,44 @@ def cpu_seconds(pids):
 
 def mib(kib):
     return f"{kib / 1024:.1f} MiB"
+
+
+class Worker:
+    """An `imagenet-classroom serve --http 127.0.0.1:0` started for one run,
+    with its uploads and log in a temporary folder that goes with it."""
+
+    def __init__(self, options):
+        self.options = shlex.split(options)
+
+    def __enter__(self):
+        self.folder = tempfile.TemporaryDirectory(prefix="load-test.")
+        Path(self.folder.name, "uploads").mkdir()
+        log = open(Path(self.folder.name) / "worker.log", "wb")
+        self.process = subprocess.Popen(
+            [benchlib.binary(), "serve", "--http", "127.0.0.1:0",
+             "--uploads", str(Path(self.folder.name) / "uploads")] + self.options,
+            cwd=benchlib.ROOT, stdout=subprocess.PIPE, stderr=log, text=True)
+        log.close()
+        # The worker prints `listening on URL` once the model is loaded.
+        line = self.process.stdout.readline()
+        if not line.startswith("listening on "):
+            self.process.wait(timeout=30)
+            tail = (Path(self.folder.name) / "worker.log").read_text(errors="replace")
+            self.folder.cleanup()
+            benchlib.die(f"the worker did not start (exit {self.process.returncode}):\n"
+                         + "\n".join(tail.splitlines()[-10:]))
+        self.url = line.split()[-1]
+        self.pid = self.process.pid
+        return self
+
+    def __exit__(self, *exc):
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.folder.cleanup()
 
 
 # --- the students ------------------------------------------------------------
@@ -310,8 +351,11 @@ async def main_async(args):
     # The report.
     ok = len(run.upload_ms)
     think = f" --think {args.think:g}" if args.think else ""
-    print(f"scripts/load-test --students {args.students} --requests {total}{think} {args.url}")
+    target = f"--serve {shlex.quote(args.serve)}" if args.serve is not None else args.url
+    print(f"scripts/load-test --students {args.students} --requests {total}{think} {target}")
     print(f"server: {health}; worker pid {','.join(map(str, pids))}")
+    if args.serve is not None:
+        print(f"worker started here: imagenet-classroom serve --http 127.0.0.1:0 {args.serve}")
     print(benchlib.machine_summary())
     print(f"{ok} of {total} uploads classified in {wall:.1f} s: "
           f"throughput {ok / wall:.1f} uploads/s")
@@ -364,7 +408,13 @@ def main():
     parser = argparse.ArgumentParser(
         prog="scripts/load-test",
         description="Simulate a class of students uploading photos at once.")
-    parser.add_argument("url", help="the application's base URL, e.g. https://127.0.0.1:8443/ai/")
+    parser.add_argument("url", nargs="?",
+                        help="the application's base URL, e.g. https://127.0.0.1:8443/ai/")
+    parser.add_argument("--serve", metavar="OPTIONS",
+                        help="instead of a URL: start `imagenet-classroom serve --http "
+                        "127.0.0.1:0 OPTIONS` (e.g. \"--model models/mobilenetv2.toml "
+                        "--workers 2 --threads 1\") with a temporary uploads folder, "
+                        "load it, and stop it")
     parser.add_argument("--students", type=int, default=104,
                         help="students at once (default 104)")
     parser.add_argument("--requests", type=int,
@@ -379,6 +429,10 @@ def main():
     parser.add_argument("--timeout", type=float, default=120,
                         help="seconds one request may take before it counts as an error")
     args = parser.parse_args()
+    if (args.url is None) == (args.serve is None):
+        benchlib.die("give either a URL or --serve OPTIONS (try --help)")
+    if args.serve is not None and args.pid:
+        benchlib.die("--pid goes with a URL; with --serve the worker is the one started")
     if args.students < 1:
         benchlib.die("--students must be at least 1")
     if args.requests is None:
@@ -391,7 +445,12 @@ def main():
     # so a large class does not run out of file descriptors.
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    sys.exit(asyncio.run(main_async(args)))
+    if args.serve is None:
+        sys.exit(asyncio.run(main_async(args)))
+    with Worker(args.serve) as worker:
+        args.url, args.pid = worker.url, str(worker.pid)
+        code = asyncio.run(main_async(args))
+    sys.exit(code)
 
 
 if __name__ == "__main__":
