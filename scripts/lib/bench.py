@@ -26,6 +26,8 @@ def main():
     parser.add_argument("--photo", default="cat.jpg",
                         help="shared photo to time, and to make the 12 MP JPEG from")
     args = parser.parse_args()
+    if args.runs < 1:
+        benchlib.die("--runs must be at least 1")
     threads = [int(t) for t in args.threads.split(",")]
     models = [benchlib.load_model(m) for m in args.models.split(",")]
 
