@@ -104,7 +104,8 @@ fn translate<W: AsyncWrite + Unpin>(
     if let Some(params) = request.str_params_iter() {
         for (name, value) in params {
             let Some(value) = value else { continue };
-            let header = match name {
+            let name = name.to_ascii_uppercase();
+            let header = match name.as_str() {
                 "CONTENT_TYPE" => Some(CONTENT_TYPE),
                 "CONTENT_LENGTH" if !value.is_empty() => Some(CONTENT_LENGTH),
                 _ => name
