@@ -56,6 +56,10 @@ struct Report {
     inference_ms: f64,
     total_ms: f64,
     inference_runs_ms: Vec<f64>,
+    /// With `--fixed-input`: the class probabilities of the last run, so a
+    /// script can check them against another engine's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    output: Option<Vec<f32>>,
 }
 
 /// Runs the benchmark and prints its figures.
@@ -82,13 +86,19 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
 
     let mut reports = Vec::new();
     if args.fixed_input {
-        let size = classifier.preprocessor().input_size() as usize;
+        // The input is built once, outside the timed region, as another
+        // engine's benchmark would hand it a ready tensor.
+        let input = model::fixed_input(classifier.preprocessor().input_size() as usize);
+        let mut output = Vec::new();
         let runs = time_runs(args.runs, || {
+            let input = input.clone();
             let start = Instant::now();
-            classifier.probabilities(&mut session, model::fixed_input(size))?;
+            output = classifier.probabilities(&mut session, input)?;
             Ok(Timings { inference: start.elapsed(), ..Timings::default() })
         })?;
-        reports.push(report("fixed input", &name, args.threads, &runs));
+        let mut fixed = report("fixed input", &name, args.threads, &runs);
+        fixed.output = Some(output);
+        reports.push(fixed);
     }
     for path in &args.images {
         let bytes =
@@ -142,6 +152,7 @@ fn report(image: &str, model: &str, threads: usize, runs: &[Timings]) -> Report 
         inference_ms: median_of(|t| t.inference),
         total_ms: median_of(|t| t.total()),
         inference_runs_ms: runs.iter().map(|t| ms(t.inference)).collect(),
+        output: None,
     }
 }
 
