@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Args;
 use serde::Serialize;
+use tract_onnx::prelude::*;
 
 use crate::decode::DecodeLimits;
 use crate::manifest::Manifest;
@@ -32,6 +33,9 @@ pub struct BenchArgs {
     /// Time inference alone on the fixed numeric input instead of images.
     #[arg(long)]
     pub fixed_input: bool,
+    /// With --fixed-input: print where inference time goes, node by node.
+    #[arg(long, requires = "fixed_input")]
+    pub profile: bool,
     /// Print one JSON object per image with every run's times.
     #[arg(long)]
     pub json: bool,
@@ -69,6 +73,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             "{:<28} {:>7} {:>9} {:>11} {:>10} {:>9}",
             "image", "threads", "decode", "preprocess", "inference", "total"
         );
+    }
+
+    if args.profile {
+        let size = classifier.preprocessor().input_size() as usize;
+        return profile(&mut session, model::fixed_input(size), args.runs);
     }
 
     let mut reports = Vec::new();
@@ -138,4 +147,50 @@ fn report(image: &str, model: &str, threads: usize, runs: &[Timings]) -> Report 
 
 fn ms(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1e3
+}
+
+/// Times every node of the plan over `runs` runs and prints the costliest
+/// nodes and operator kinds, like tract's own `--profile`.
+fn profile(session: &mut model::Session, input: Tensor, runs: usize) -> anyhow::Result<ExitCode> {
+    use std::collections::HashMap;
+
+    let mut by_node: HashMap<String, (String, Duration)> = HashMap::new();
+    let state = session.plan_state();
+    for run in 0..runs + 2 {
+        state.run_plan_with_eval(
+            tvec!(input.clone().into_tvalue()),
+            |ctx, op_state, node, inputs| {
+                let start = Instant::now();
+                let outputs = tract_onnx::tract_core::plan::eval(ctx, op_state, node, inputs);
+                // The first two runs allocate; leave them out.
+                if run >= 2 {
+                    let entry = by_node
+                        .entry(node.name.clone())
+                        .or_insert_with(|| (node.op().name().to_string(), Duration::ZERO));
+                    entry.1 += start.elapsed();
+                }
+                outputs
+            },
+        )?;
+    }
+    let per_run = |d: Duration| ms(d) / runs.max(1) as f64;
+    let total: f64 = by_node.values().map(|(_, d)| per_run(*d)).sum();
+    println!("profile over {runs} runs: {total:.2} ms a run in {} nodes", by_node.len());
+
+    let mut by_op: HashMap<&str, f64> = HashMap::new();
+    for (op, d) in by_node.values() {
+        *by_op.entry(op.as_str()).or_default() += per_run(*d);
+    }
+    let mut ops: Vec<_> = by_op.into_iter().collect();
+    ops.sort_by(|a, b| b.1.total_cmp(&a.1));
+    for (op, t) in ops.iter().take(12) {
+        println!("  {t:8.2} ms {:5.1}%  {op}", t / total * 100.0);
+    }
+    let mut nodes: Vec<_> = by_node.iter().collect();
+    nodes.sort_by(|a, b| b.1 .1.cmp(&a.1 .1));
+    println!("costliest nodes:");
+    for (name, (op, d)) in nodes.iter().take(15) {
+        println!("  {:8.2} ms  {op:<24} {name}", per_run(*d));
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -49,7 +49,7 @@ pub struct ClassifyArgs {
     pub images: Vec<PathBuf>,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Default, Args)]
 pub struct ServeArgs {
     /// Configuration file (TOML); options given here override it.
     #[arg(long, short, env = "IMAGENET_CLASSROOM_CONFIG")]
@@ -79,4 +79,7 @@ pub struct ServeArgs {
     /// Classification threads (0: one per core).
     #[arg(long, env = "IMAGENET_CLASSROOM_WORKERS")]
     pub workers: Option<usize>,
+    /// Threads one classification may use (default 1: each worker alone).
+    #[arg(long, env = "IMAGENET_CLASSROOM_THREADS")]
+    pub threads: Option<usize>,
 }

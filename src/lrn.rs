@@ -1,18 +1,18 @@
 //! Local response normalisation (the ONNX `LRN` operator, used twice by
-//! GoogLeNet) rewritten into operators tract runs with its vectorised kernels.
+//! GoogLeNet) as an operator of our own, registered with tract's ONNX loader.
 //!
-//! tract's own LRN computes every output element on its own, with a `powf`
-//! each time, and took more than half of GoogLeNet's running time. The
-//! expansion here wires the same formula,
+//! tract's own LRN computes every output element on its own, re-reading its
+//! whole channel window and calling `powf`, and took more than half of
+//! GoogLeNet's running time. [`Lrn`] computes the same formula,
 //! `y = x / (bias + alpha / size * sum of x² over a window of channels)^beta`,
-//! as a square, a padded sum of shifted channel slices, and element-wise
-//! arithmetic that tract's optimiser fuses.
+//! one channel plane at a time: the squares once, each window as a sum of
+//! whole planes, and the power as two square roots when beta is the usual
+//! 0.75. Every inner loop runs over a contiguous plane, which the compiler
+//! vectorises.
 
 use tract_onnx::model::ParsingContext;
 use tract_onnx::pb::NodeProto;
 use tract_onnx::prelude::*;
-use tract_onnx::tract_core::ops::array::{Pad, PadMode, Slice};
-use tract_onnx::tract_core::ops::math;
 use tract_onnx::tract_hir::internal::*;
 
 /// Makes `onnx` load every `LRN` node as [`FastLrn`].
@@ -68,58 +68,87 @@ impl Expansion for FastLrn {
         model: &mut TypedModel,
         inputs: &[OutletId],
     ) -> TractResult<TVec<OutletId>> {
-        let x = inputs[0];
-        let fact = model.outlet_fact(x)?.clone();
+        let fact = model.outlet_fact(inputs[0])?;
         ensure!(
             fact.rank() == 4 && fact.datum_type == f32::datum_type(),
             "LRN {prefix} needs a float32 NCHW input, got {fact:?}"
         );
-        let channels = fact.shape[1].clone();
-        let constant = |model: &mut TypedModel, name: &str, value: f32| {
-            model.add_const(format!("{prefix}.{name}"), tensor0(value).broadcast_into_rank(4)?)
-        };
+        model.wire_node(prefix, Lrn(self.clone()), inputs)
+    }
+}
 
-        // Sum of squares over the window [c - (size-1)/2, c + ceil((size-1)/2)],
-        // clipped to the channels that exist: pad with zero channels, then add
-        // `size` shifted slices.
-        let squares = model.wire_node(format!("{prefix}.square"), math::square(), &[x])?[0];
-        let before = (self.size - 1) / 2;
-        let after = self.size - 1 - before;
-        let pad = Pad {
-            pads: vec![(0, 0), (before, after), (0, 0), (0, 0)],
-            mode: PadMode::Constant(rctensor0(0f32)),
-        };
-        let padded = model.wire_node(format!("{prefix}.pad"), pad, &[squares])?[0];
-        let mut sum = None;
-        for shift in 0..self.size {
-            let slice = Slice::new(1, shift, channels.clone() + shift);
-            let window = model.wire_node(format!("{prefix}.shift{shift}"), slice, &[padded])?[0];
-            sum = Some(match sum {
-                None => window,
-                Some(acc) => {
-                    model.wire_node(format!("{prefix}.sum{shift}"), math::add(), &[acc, window])?[0]
-                }
-            });
+/// The LRN computation itself, as a tract operator on float32 NCHW tensors.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lrn(pub FastLrn);
+
+impl Eq for Lrn {}
+
+impl Op for Lrn {
+    fn name(&self) -> StaticName {
+        "Lrn (fused)".into()
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for Lrn {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let input = args_1!(inputs);
+        let shape = input.shape().to_vec();
+        let x = input.to_plain_array_view::<f32>()?;
+        let x = x.as_slice().context("LRN input is not in standard layout")?;
+        let mut output = vec![0f32; x.len()];
+        let plane = shape[2] * shape[3];
+        let channels = shape[1];
+        for (x, y) in x.chunks(channels * plane).zip(output.chunks_mut(channels * plane)) {
+            self.0.normalize_image(x, y, channels, plane);
         }
-        let sum = sum.expect("size is at least 1");
+        Ok(tvec!(tract_ndarray::ArrayD::from_shape_vec(shape, output)?.into_tvalue()))
+    }
+}
 
-        // bias + alpha / size * sum
-        let alpha = constant(model, "alpha_over_size", self.alpha / self.size as f32)?;
-        let scaled = model.wire_node(format!("{prefix}.scaled"), math::mul(), &[sum, alpha])?[0];
-        let bias = constant(model, "bias", self.bias)?;
-        let base = model.wire_node(format!("{prefix}.base"), math::add(), &[scaled, bias])?[0];
+impl TypedOp for Lrn {
+    as_op!();
 
-        // base^-beta. The usual beta of 0.75 is rsqrt(base) * sqrt(rsqrt(base)),
-        // two cheap vectorised roots instead of a `powf` per element.
-        let factor = if self.beta == 0.75 {
-            let r = model.wire_node(format!("{prefix}.rsqrt"), math::rsqrt(), &[base])?[0];
-            let rr = model.wire_node(format!("{prefix}.sqrt_rsqrt"), math::sqrt(), &[r])?[0];
-            model.wire_node(format!("{prefix}.factor"), math::mul(), &[r, rr])?[0]
-        } else {
-            let exponent = constant(model, "minus_beta", -self.beta)?;
-            model.wire_node(format!("{prefix}.factor"), math::pow(), &[base, exponent])?[0]
-        };
-        model.wire_node(prefix, math::mul(), &[x, factor])
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        Ok(tvec!(inputs[0].without_value()))
+    }
+}
+
+impl FastLrn {
+    /// Normalises one image (`channels` planes of `plane` values) into `y`.
+    fn normalize_image(&self, x: &[f32], y: &mut [f32], channels: usize, plane: usize) {
+        let squares: Vec<f32> = x.iter().map(|v| v * v).collect();
+        let below = (self.size - 1) / 2;
+        let above = self.size - 1 - below;
+        let alpha = self.alpha / self.size as f32;
+        let mut window = vec![0f32; plane];
+        for c in 0..channels {
+            // The window [c - below, c + above], clipped to the channels that exist.
+            let first = c.saturating_sub(below);
+            let last = (c + above).min(channels - 1);
+            window.copy_from_slice(&squares[first * plane..(first + 1) * plane]);
+            for k in first + 1..=last {
+                for (w, s) in window.iter_mut().zip(&squares[k * plane..(k + 1) * plane]) {
+                    *w += s;
+                }
+            }
+
+            let (xc, yc) = (&x[c * plane..(c + 1) * plane], &mut y[c * plane..(c + 1) * plane]);
+            if self.beta == 0.75 {
+                // base^-0.75 = r * sqrt(r) with r = 1 / sqrt(base)
+                for ((y, x), w) in yc.iter_mut().zip(xc).zip(&window) {
+                    let r = 1.0 / (self.bias + alpha * w).sqrt();
+                    *y = x * r * r.sqrt();
+                }
+            } else {
+                for ((y, x), w) in yc.iter_mut().zip(xc).zip(&window) {
+                    *y = x * (self.bias + alpha * w).powf(-self.beta);
+                }
+            }
+        }
     }
 }
 

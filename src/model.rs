@@ -34,6 +34,13 @@ pub struct Session {
     resizer: Resizer,
 }
 
+impl Session {
+    /// tract's execution state, for profiling the plan node by node.
+    pub fn plan_state(&mut self) -> &mut TypedSimpleState {
+        &mut self.state
+    }
+}
+
 /// One of the likeliest classes.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Prediction {

@@ -1,0 +1,243 @@
+//! Reading what a form sends: the small URL-encoded login form, and the
+//! multipart upload, streamed through `multer` with size limits so that an
+//! oversized upload is refused as soon as it passes the limit. What the
+//! fields mean is left to the pages.
+
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use http::header::CONTENT_TYPE;
+use multer::{Constraints, Multipart, SizeLimit};
+
+use super::error::RequestError;
+use super::login::LoginProblem;
+use super::request::{empty_body, Body, Request};
+
+/// Room for the multipart boundaries, part headers and the small fields
+/// beside the file: the whole body may exceed the file limit by this much.
+pub const FORM_OVERHEAD: u64 = 64 * 1024;
+
+/// The most a text field (login name, language) may hold.
+const TEXT_FIELD_LIMIT: u64 = 4 * 1024;
+
+/// The fields of a URL-encoded form.
+#[derive(Debug, Default)]
+pub struct UrlForm {
+    fields: Vec<(String, String)>,
+}
+
+impl UrlForm {
+    /// The first value of a field.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.fields.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str())
+    }
+}
+
+/// What the upload form sent.
+#[derive(Debug, Default)]
+pub struct UploadForm {
+    pub login: Option<String>,
+    pub lang: Option<String>,
+    pub file: Option<UploadedFile>,
+}
+
+/// The file part of an upload.
+#[derive(Debug)]
+pub struct UploadedFile {
+    /// The name the browser gave, as sent (it may be a path, empty or a lie).
+    pub name: Option<String>,
+    pub bytes: Bytes,
+}
+
+/// Reads an `application/x-www-form-urlencoded` body of at most `limit` bytes.
+pub async fn read_url_form(request: &mut Request, limit: u64) -> Result<UrlForm, RequestError> {
+    let content_type = request.header(CONTENT_TYPE).unwrap_or("");
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    if !essence.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+        return Err(RequestError::NotAForm);
+    }
+    if request.content_length().is_some_and(|length| length > limit) {
+        return Err(RequestError::TooBig { limit });
+    }
+
+    let mut body = std::mem::replace(&mut request.body, empty_body());
+    let mut bytes = BytesMut::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| RequestError::CutOff(e.to_string()))?;
+        if bytes.len() as u64 + chunk.len() as u64 > limit {
+            return Err(RequestError::TooBig { limit });
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+
+    let fields = form_urlencoded::parse(&bytes).map(|(k, v)| (k.into_owned(), v.into_owned()));
+    Ok(UrlForm { fields: fields.collect() })
+}
+
+/// Reads a `multipart/form-data` upload: the fields `uid`, `lang` and
+/// `file`, in any order. The file may hold at most `max_file_bytes`.
+pub async fn read_upload(
+    request: &mut Request,
+    max_file_bytes: u64,
+) -> Result<UploadForm, RequestError> {
+    let content_type = request.header(CONTENT_TYPE).unwrap_or("");
+    let boundary = multer::parse_boundary(content_type).map_err(|_| RequestError::NotMultipart)?;
+    let whole_limit = max_file_bytes + FORM_OVERHEAD;
+    if request.content_length().is_some_and(|length| length > whole_limit) {
+        return Err(RequestError::TooBig { limit: max_file_bytes });
+    }
+
+    let body = std::mem::replace(&mut request.body, empty_body());
+    let body = non_empty(body, request.content_length().is_some()).await?;
+    let limits = SizeLimit::new()
+        .whole_stream(whole_limit)
+        .per_field(TEXT_FIELD_LIMIT)
+        .for_field("file", max_file_bytes);
+    let mut multipart =
+        Multipart::with_constraints(body, boundary, Constraints::new().size_limit(limits));
+
+    let mut form = UploadForm::default();
+    while let Some(field) =
+        multipart.next_field().await.map_err(|e| upload_error(e, max_file_bytes))?
+    {
+        let name = field.name().unwrap_or("").to_string();
+        match name.as_str() {
+            "uid" => form.login = Some(text(field, max_file_bytes).await?),
+            "lang" => form.lang = Some(text(field, max_file_bytes).await?),
+            "file" => {
+                let file_name = field.file_name().map(str::to_string);
+                let bytes = field.bytes().await.map_err(|e| upload_error(e, max_file_bytes))?;
+                // A browser sends an empty, nameless part when no file was
+                // chosen; keep the first part that holds something.
+                let chosen =
+                    !bytes.is_empty() || file_name.as_deref().is_some_and(|n| !n.is_empty());
+                if chosen && form.file.is_none() {
+                    form.file = Some(UploadedFile { name: file_name, bytes });
+                }
+            }
+            other => log::trace!("multipart field={other:?} ignored"),
+        }
+    }
+    Ok(form)
+}
+
+async fn text(field: multer::Field<'_>, max_file_bytes: u64) -> Result<String, RequestError> {
+    let name = field.name().unwrap_or("").to_string();
+    field.text().await.map_err(|e| match e {
+        multer::Error::FieldSizeExceeded { .. } if name == "uid" => {
+            RequestError::BadLogin(LoginProblem::TooLong)
+        }
+        other => upload_error(other, max_file_bytes),
+    })
+}
+
+/// Maps multer's errors to what the student is told.
+fn upload_error(error: multer::Error, max_file_bytes: u64) -> RequestError {
+    match error {
+        multer::Error::FieldSizeExceeded { .. } | multer::Error::StreamSizeExceeded { .. } => {
+            RequestError::TooBig { limit: max_file_bytes }
+        }
+        other => RequestError::CutOff(other.to_string()),
+    }
+}
+
+/// Waits for the body's first bytes. A body that ends before any byte
+/// arrives is either cut off or, when no length was declared, a chunked
+/// upload the web server did not pass on: say so rather than "no file".
+async fn non_empty(mut body: Body, length_declared: bool) -> Result<Body, RequestError> {
+    loop {
+        match body.next().await {
+            Some(Ok(chunk)) if chunk.is_empty() => continue,
+            Some(Ok(chunk)) => {
+                let first = futures_util::stream::once(async move { Ok(chunk) });
+                return Ok(Box::pin(first.chain(body)));
+            }
+            Some(Err(e)) => return Err(RequestError::CutOff(e.to_string())),
+            None if length_declared => {
+                return Err(RequestError::CutOff("the request has no body".into()))
+            }
+            None => return Err(RequestError::LengthRequired),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::{HeaderValue, Method};
+
+    fn multipart_request(parts: &[(&str, Option<&str>, &[u8])]) -> Request {
+        let mut body = Vec::new();
+        for (name, file_name, value) in parts {
+            body.extend_from_slice(b"--XyZ\r\nContent-Disposition: form-data; name=\"");
+            body.extend_from_slice(name.as_bytes());
+            body.push(b'"');
+            if let Some(file_name) = file_name {
+                body.extend_from_slice(format!("; filename=\"{file_name}\"").as_bytes());
+            }
+            body.extend_from_slice(b"\r\n\r\n");
+            body.extend_from_slice(value);
+            body.extend_from_slice(b"\r\n");
+        }
+        body.extend_from_slice(b"--XyZ--\r\n");
+        let mut request =
+            Request::new(Method::POST, "/ai", "/uploads_file").with_body(Bytes::from(body));
+        request
+            .headers
+            .insert(CONTENT_TYPE, HeaderValue::from_static("multipart/form-data; boundary=XyZ"));
+        request
+    }
+
+    fn read(request: &mut Request, limit: u64) -> Result<UploadForm, RequestError> {
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        runtime.block_on(read_upload(request, limit))
+    }
+
+    #[test]
+    fn fields_come_in_any_order() {
+        let mut request =
+            multipart_request(&[("file", Some("猫.jpg"), b"abc"), ("uid", None, b"taro")]);
+        let form = read(&mut request, 100).unwrap();
+        assert_eq!(form.login.as_deref(), Some("taro"));
+        let file = form.file.unwrap();
+        assert_eq!(file.name.as_deref(), Some("猫.jpg"));
+        assert_eq!(&file.bytes[..], b"abc");
+    }
+
+    #[test]
+    fn an_empty_nameless_file_part_is_no_file() {
+        let mut request = multipart_request(&[("uid", None, b"taro"), ("file", Some(""), b"")]);
+        assert!(read(&mut request, 100).unwrap().file.is_none());
+    }
+
+    #[test]
+    fn limits_and_cut_off_bodies() {
+        let mut big = multipart_request(&[("file", Some("a.jpg"), &[0u8; 101])]);
+        assert!(matches!(read(&mut big, 100), Err(RequestError::TooBig { limit: 100 })));
+
+        let mut long_login = multipart_request(&[("uid", None, &[b'a'; 5000])]);
+        assert!(matches!(read(&mut long_login, 100), Err(RequestError::BadLogin(_))));
+
+        let whole = multipart_request(&[("uid", None, b"taro"), ("file", Some("a"), b"xyz")]);
+        let mut cut = Request::new(Method::POST, "/ai", "/uploads_file");
+        cut.headers = whole.headers.clone();
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let mut whole_body = whole.body;
+        let bytes = runtime.block_on(whole_body.next()).unwrap().unwrap();
+        let mut cut = cut.with_body(bytes.slice(..bytes.len() - 20));
+        assert!(matches!(read(&mut cut, 100), Err(RequestError::CutOff(_))));
+    }
+
+    #[test]
+    fn empty_bodies_without_a_length_need_one() {
+        let mut request = multipart_request(&[]).with_body(Bytes::new());
+        assert!(matches!(read(&mut request, 100), Err(RequestError::LengthRequired)));
+
+        let mut request = multipart_request(&[]).with_body(Bytes::new());
+        request.headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+        assert!(matches!(read(&mut request, 100), Err(RequestError::CutOff(_))));
+
+        let mut request = Request::new(Method::POST, "/ai", "/uploads_file");
+        request.headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        assert!(matches!(read(&mut request, 100), Err(RequestError::NotMultipart)));
+    }
+}

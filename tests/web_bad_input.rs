@@ -1,0 +1,231 @@
+//! Every kind of bad input gets its status and a page, in the student's
+//! language, that says what went wrong and what to do, and leaves nothing
+//! on disk. Driven through the built-in HTTP server.
+
+mod common;
+mod web_support;
+
+use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use web_support::{field, file, http_client, multipart, Part, Start};
+
+/// A PNG that declares `width` x `height` pixels and holds almost nothing.
+fn png_declaring(width: u32, height: u32) -> Vec<u8> {
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut ihdr = width.to_be_bytes().to_vec();
+    ihdr.extend_from_slice(&height.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+    png.extend(chunk(b"IHDR", &ihdr));
+    png.extend(chunk(b"IDAT", &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]));
+    png.extend(chunk(b"IEND", &[]));
+    png
+}
+
+fn chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
+    let mut out = (data.len() as u32).to_be_bytes().to_vec();
+    out.extend_from_slice(kind);
+    out.extend_from_slice(data);
+    let mut crc = 0xFFFF_FFFFu32;
+    for &b in kind.iter().chain(data) {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+        }
+    }
+    out.extend_from_slice(&(!crc).to_be_bytes());
+    out
+}
+
+/// What a bad request must get.
+struct Case<'a> {
+    what: &'a str,
+    content_type: String,
+    body: Vec<u8>,
+    status: u16,
+    says: &'a str,
+}
+
+fn case<'a>(what: &'a str, parts: &[Part<'_>], status: u16, says: &'a str) -> Case<'a> {
+    let (content_type, body) = multipart(parts);
+    Case { what, content_type, body, status, says }
+}
+
+#[tokio::test]
+async fn each_bad_upload_gets_its_status_and_page_and_leaves_nothing() {
+    // A 1 MiB limit keeps the too-big case quick.
+    let server = Start::http().config("max_upload_bytes = 1048576\n").start();
+    let url = format!("{}/uploads_file", server.base());
+    let eagle = common::photo("eagle.jpg");
+    let mastiff = common::photo("bull-mastiff.png");
+    let long_login = "a".repeat(65);
+    let big = vec![0xFFu8; 1024 * 1024 + 1];
+    // Damaged in the middle of its pixel data: complete, but wrong.
+    let mut corrupt_png = mastiff.clone();
+    let middle = corrupt_png.len() / 2;
+    corrupt_png[middle..middle + 64].iter_mut().for_each(|b| *b ^= 0x55);
+    let tiff = b"II*\0\x08\0\0\0\0\0\0\0\0\0";
+    let huge = png_declaring(100_000, 100_000);
+
+    let mut cases = vec![
+        case("no login field", &[file("eagle.jpg", &eagle)], 400, "ログイン名が入力されていません"),
+        case(
+            "empty login",
+            &[field("uid", " "), file("eagle.jpg", &eagle)],
+            400,
+            "ログイン名が入力されていません",
+        ),
+        case("long login", &[field("uid", &long_login), file("e.jpg", &eagle)], 400, "64 文字まで"),
+        case("control login", &[field("uid", "ta\nro"), file("e.jpg", &eagle)], 400, "制御文字"),
+        case("no file field", &[field("uid", "taro")], 400, "ファイルが選ばれていません"),
+        case(
+            "no file chosen",
+            &[field("uid", "taro"), file("", b"")],
+            400,
+            "ファイルが選ばれていません",
+        ),
+        case("too big", &[field("uid", "taro"), file("big.jpg", &big)], 413, "1 MiB までの写真"),
+        case(
+            "text",
+            &[field("uid", "taro"), file("notes.jpg", b"hello\n")],
+            415,
+            "画像ではありません",
+        ),
+        case("empty file", &[field("uid", "taro"), file("empty.jpg", b"")], 415, "空（0 バイト）"),
+        case("tiff", &[field("uid", "taro"), file("scan.tif", tiff)], 415, "TIFF 形式"),
+        case(
+            "truncated jpeg",
+            &[field("uid", "taro"), file("cut.jpg", &eagle[..eagle.len() * 6 / 10])],
+            422,
+            "途中で切れています",
+        ),
+        case(
+            "corrupt png",
+            &[field("uid", "taro"), file("bad.png", &corrupt_png)],
+            422,
+            "壊れていて",
+        ),
+        case(
+            "too many pixels",
+            &[field("uid", "taro"), file("bomb.png", &huge)],
+            422,
+            "80 メガピクセル",
+        ),
+    ];
+    cases.push(Case {
+        what: "not multipart",
+        content_type: "text/plain".into(),
+        body: b"uid=taro".to_vec(),
+        status: 400,
+        says: "ファイルのアップロードとして送られていません",
+    });
+    let (content_type, whole) = multipart(&[field("uid", "taro"), file("eagle.jpg", &eagle)]);
+    cases.push(Case {
+        what: "cut-off request",
+        content_type,
+        body: whole[..whole.len() / 2].to_vec(),
+        status: 400,
+        says: "送信が途中で切れました",
+    });
+
+    let client = http_client();
+    for case in cases {
+        let response = client
+            .post(&url)
+            .header(CONTENT_TYPE, &case.content_type)
+            .body(case.body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", case.what));
+        assert_eq!(response.status().as_u16(), case.status, "{}", case.what);
+        assert!(response.headers()[CONTENT_TYPE].to_str().unwrap().starts_with("text/html"));
+        let page = response.text().await.unwrap();
+        assert!(page.contains("<html lang=\"ja\">"), "{}: {page}", case.what);
+        assert!(page.contains(case.says), "{}: {:?} not in {page}", case.what, case.says);
+        assert!(page.contains("href=\"/ai/?lang=ja"), "{}: a way back: {page}", case.what);
+        assert_eq!(
+            web_support::all_files(&server.uploads()),
+            Vec::<String>::new(),
+            "{} left files behind",
+            case.what
+        );
+    }
+
+    let log = server.wait_for_log("status=422");
+    assert!(log.contains("WARN") && log.contains("request refused"), "{log}");
+}
+
+#[tokio::test]
+async fn uploads_over_the_limit_are_refused_without_reading_them_whole() {
+    let server = Start::http().config("max_upload_bytes = 1048576\n").start();
+    let url = format!("{}/uploads_file", server.base());
+    let client = http_client();
+
+    // Declared too big: refused on the Content-Length alone.
+    let big = vec![0u8; 3 * 1024 * 1024];
+    let (content_type, body) = multipart(&[field("uid", "taro"), file("big.jpg", &big)]);
+    let response = client
+        .post(&url)
+        .header(CONTENT_TYPE, &content_type)
+        .header(CONTENT_LENGTH, body.len())
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
+    assert!(response.text().await.unwrap().contains("1 MiB"));
+
+    // Chunked, no length: refused once the stream passes the limit.
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        body.chunks(64 * 1024).map(|c| Ok(c.to_vec())).collect();
+    let response = client
+        .post(format!("{url}?lang=en"))
+        .header(CONTENT_TYPE, &content_type)
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
+    let page = response.text().await.unwrap();
+    assert!(page.contains("The file is too big. Choose a photo of at most 1 MiB."), "{page}");
+    assert_eq!(web_support::all_files(&server.uploads()), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn an_empty_chunked_upload_is_length_required_not_no_file() {
+    let server = Start::http().start();
+    let (content_type, _) = multipart(&[]);
+    let empty: Vec<Result<Vec<u8>, std::io::Error>> = Vec::new();
+    let response = http_client()
+        .post(format!("{}/uploads_file", server.base()))
+        .header(CONTENT_TYPE, content_type)
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(empty)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 411);
+    let page = response.text().await.unwrap();
+    assert!(page.contains("Content-Length") && !page.contains("ファイルが選ばれていません"));
+}
+
+#[tokio::test]
+async fn bad_login_forms_are_refused() {
+    let server = Start::http().start();
+    let url = format!("{}/goto_uploads_file", server.base());
+    let client = http_client();
+
+    let cases: [(&[(&str, &str)], u16, &str); 4] = [
+        (&[], 400, "ログイン名が入力されていません"),
+        (&[("uid", "")], 400, "ログイン名が入力されていません"),
+        (&[("uid", &"x".repeat(65))], 400, "長すぎます"),
+        (&[("uid", "a\tb"), ("lang", "en")], 400, "control characters"),
+    ];
+    for (form, status, says) in cases {
+        let response = client.post(&url).form(form).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), status, "{form:?}");
+        let page = response.text().await.unwrap();
+        assert!(page.contains(says), "{form:?}: {page}");
+    }
+
+    let response = client.post(&url).body("uid=taro").send().await.unwrap();
+    assert_eq!(response.status(), 400, "a body that is not a form");
+    assert!(response.text().await.unwrap().contains("フォームから送られていません"));
+}
