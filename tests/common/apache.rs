@@ -109,7 +109,8 @@ impl Apache {
         let failure = |child: &mut Child, what: &str| {
             let _ = child.kill();
             let _ = child.wait();
-            let stderr = std::fs::read_to_string(logs.join("run-apache.stderr")).unwrap_or_default();
+            let stderr =
+                std::fs::read_to_string(logs.join("run-apache.stderr")).unwrap_or_default();
             format!("{what}\n--- its stderr ---\n{stderr}--- logs in {} ---", logs.display())
         };
         let line = match receiver.recv_timeout(START_TIMEOUT) {
@@ -226,14 +227,14 @@ pub async fn student_flow(
     let login = client.get(apache.url("")).send().await.unwrap();
     assert_eq!(login.status(), StatusCode::OK, "login page");
     let login = login.text().await.unwrap();
-    assert!(login.contains(r#"action="/ai/goto_uploads_file""#), "login form:\n{login}");
+    assert!(login.contains(r#"action="/ai/goto_uploads_file"#), "login form:\n{login}");
     assert!(login.contains(r#"name="uid""#), "login form:\n{login}");
 
     let upload_page =
         client.post(apache.url("goto_uploads_file")).form(&[("uid", uid)]).send().await.unwrap();
     assert_eq!(upload_page.status(), StatusCode::OK, "upload page");
     let upload_page = upload_page.text().await.unwrap();
-    assert!(upload_page.contains(r#"action="/ai/uploads_file""#), "upload form:\n{upload_page}");
+    assert!(upload_page.contains(r#"action="/ai/uploads_file"#), "upload form:\n{upload_page}");
     assert!(upload_page.contains(r#"type="file""#), "upload form:\n{upload_page}");
     assert!(upload_page.contains(uid), "the upload page should greet {uid}");
 

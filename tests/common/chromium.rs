@@ -49,7 +49,11 @@ impl ChromeDriver {
 
         let deadline = Instant::now() + Duration::from_secs(30);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "chromedriver did not listen; see {}", log.display());
+            assert!(
+                Instant::now() < deadline,
+                "chromedriver did not listen; see {}",
+                log.display()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         driver
@@ -65,7 +69,8 @@ impl Drop for ChromeDriver {
 
 /// Chromium headless, quiet on this network-less machine (no background
 /// connections, updates, sync or QUIC), with a fresh profile in `profile`,
-/// trusting our self-signed certificate.
+/// trusting our self-signed certificate, and asking for pages in Japanese
+/// as the students' browsers do.
 pub fn capabilities(profile: &Path) -> ChromeCapabilities {
     let mut caps = DesiredCapabilities::chrome();
     caps.set_binary(CHROMIUM).unwrap();
@@ -80,10 +85,13 @@ pub fn capabilities(profile: &Path) -> ChromeCapabilities {
         "--no-first-run",
         "--disable-quic",
         "--window-size=1200,900",
+        "--lang=ja",
         &format!("--user-data-dir={}", profile.display()),
     ] {
         caps.add_arg(arg).unwrap();
     }
+    caps.add_experimental_option("prefs", serde_json::json!({"intl.accept_languages": "ja"}))
+        .unwrap();
     caps.accept_insecure_certs(true).unwrap();
     caps
 }
