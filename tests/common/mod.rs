@@ -63,3 +63,5 @@ pub fn classifier(name: &str) -> Classifier {
 pub fn describe(path: &Path) -> String {
     format!("{} (exists: {})", path.display(), path.exists())
 }
+pub mod apache;
+pub mod chromium;
