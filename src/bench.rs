@@ -33,6 +33,10 @@ pub struct BenchArgs {
     /// Time inference alone on the fixed numeric input instead of images.
     #[arg(long)]
     pub fixed_input: bool,
+    /// With --fixed-input: run this many copies of the input as one batch
+    /// and report the time per image.
+    #[arg(long, default_value_t = 1, requires = "fixed_input")]
+    pub batch: usize,
     /// With --fixed-input: print where inference time goes, node by node.
     #[arg(long, requires = "fixed_input")]
     pub profile: bool,
@@ -84,6 +88,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         return profile(&mut session, model::fixed_input(size), args.runs);
     }
 
+    if args.batch > 1 {
+        return time_batch(&classifier, &args);
+    }
+
     let mut reports = Vec::new();
     if args.fixed_input {
         // The input is built once, outside the timed region, as another
@@ -121,6 +129,33 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 r.image, r.threads, r.decode_ms, r.preprocess_ms, r.inference_ms, r.total_ms
             );
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Inference on `--batch` copies of the fixed input at once: what gathering
+/// concurrent uploads into one run would cost per image.
+fn time_batch(classifier: &Classifier, args: &BenchArgs) -> anyhow::Result<ExitCode> {
+    let manifest = classifier.manifest();
+    let plan = model::load_plan(manifest, classifier.labels().len(), args.batch)?;
+    let mut state = TypedSimpleState::new(&plan)?;
+
+    let one = model::fixed_input(classifier.preprocessor().input_size() as usize);
+    let copies = vec![one; args.batch];
+    let input = Tensor::stack_tensors(0, &copies)?;
+    let runs = time_runs(args.runs, || {
+        let input = input.clone().into_tvalue();
+        let start = Instant::now();
+        state.run(tvec!(input))?;
+        Ok(Timings { inference: start.elapsed() / args.batch as u32, ..Timings::default() })
+    })?;
+
+    let image = format!("fixed input, batch of {}", args.batch);
+    let r = report(&image, &manifest.name, args.threads, &runs);
+    if args.json {
+        println!("{}", serde_json::to_string(&r)?);
+    } else {
+        println!("{:<28} {:>7} {:>24.1} ms per image", r.image, r.threads, r.inference_ms);
     }
     Ok(ExitCode::SUCCESS)
 }

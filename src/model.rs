@@ -97,7 +97,7 @@ impl Classifier {
             bail!("model file {} does not exist: {hint}", manifest.onnx.display());
         }
         let labels = Labels::load(&manifest.labels)?;
-        let plan = load_plan(&manifest, labels.len())
+        let plan = load_plan(&manifest, labels.len(), 1)
             .with_context(|| format!("cannot load model {}", manifest.onnx.display()))?;
         let classifier = Classifier {
             preprocessor: Preprocessor::new(&manifest),
@@ -235,7 +235,14 @@ impl Classifier {
 
 /// Loads the ONNX file, fixes the input to `[1, 3, size, size]`, checks both
 /// ends against the manifest, and optimises.
-fn load_plan(manifest: &Manifest, classes: usize) -> anyhow::Result<Arc<TypedSimplePlan>> {
+/// The model's plan for `batch` images at once. Classification uses batches
+/// of one; the benchmark times larger ones to weigh batching concurrent
+/// uploads against running them side by side.
+pub fn load_plan(
+    manifest: &Manifest,
+    classes: usize,
+    batch: usize,
+) -> anyhow::Result<Arc<TypedSimplePlan>> {
     let mut onnx = tract_onnx::onnx();
     lrn::register(&mut onnx);
     let mut model = onnx.model_for_path(&manifest.onnx)?;
@@ -243,7 +250,7 @@ fn load_plan(manifest: &Manifest, classes: usize) -> anyhow::Result<Arc<TypedSim
     let input =
         pick_outlet(&model, &model.input_outlets()?.to_vec(), &manifest.input_name, "input")?;
     let size = manifest.input_size as usize;
-    let expected = [1, 3, size, size];
+    let expected = [batch, 3, size, size];
     let declared = model.input_fact(input)?.shape.clone();
     for (axis, dim) in declared.dims().enumerate() {
         let known = dim.concretize().and_then(|d| d.as_i64());
@@ -269,7 +276,7 @@ fn load_plan(manifest: &Manifest, classes: usize) -> anyhow::Result<Arc<TypedSim
     let output_fact = typed.output_fact(0)?;
     let volume = output_fact.shape.volume().to_usize().context("the output size is not fixed")?;
     ensure!(
-        volume == classes,
+        volume == classes * batch,
         "the model's output has shape {:?} ({volume} values), but the labels file has {classes} \
          classes",
         output_fact.shape
