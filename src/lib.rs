@@ -10,6 +10,7 @@ pub mod labels;
 pub mod logging;
 pub mod lrn;
 pub mod manifest;
+pub mod maxpool;
 pub mod model;
 pub mod pool;
 pub mod preprocess;

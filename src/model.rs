@@ -15,9 +15,9 @@ use tract_onnx::tract_hir::internal::DimLike;
 
 use crate::decode::{self, DecodeLimits, Format, ImageError};
 use crate::labels::Labels;
-use crate::lrn;
 use crate::manifest::{Manifest, OutputKind};
 use crate::preprocess::Preprocessor;
+use crate::{lrn, maxpool};
 
 /// A loaded model, ready to classify from any thread.
 pub struct Classifier {
@@ -233,9 +233,8 @@ impl Classifier {
     }
 }
 
-/// Loads the ONNX file, fixes the input to `[1, 3, size, size]`, checks both
-/// ends against the manifest, and optimises.
-/// The model's plan for `batch` images at once. Classification uses batches
+/// Loads the ONNX file, fixes the input to `[batch, 3, size, size]`, checks
+/// both ends against the manifest, and optimises. Classification uses batches
 /// of one; the benchmark times larger ones to weigh batching concurrent
 /// uploads against running them side by side.
 pub fn load_plan(
@@ -243,6 +242,7 @@ pub fn load_plan(
     classes: usize,
     batch: usize,
 ) -> anyhow::Result<Arc<TypedSimplePlan>> {
+    choose_kernels();
     let mut onnx = tract_onnx::onnx();
     lrn::register(&mut onnx);
     let mut model = onnx.model_for_path(&manifest.onnx)?;
@@ -281,7 +281,41 @@ pub fn load_plan(
          classes",
         output_fact.shape
     );
-    Ok(typed.into_optimized()?.into_runnable()?)
+    let mut typed = typed.into_decluttered()?;
+    maxpool::replace_in(&mut typed)?;
+    typed.optimize()?;
+    Ok(typed.into_runnable()?)
+}
+
+/// Keeps tract off its AVX-512 matrix kernels on AMD processors, unless the
+/// administrator chose with `TRACT_CPU_ISA`.
+///
+/// AMD's Zen 4 runs each 512-bit instruction as two 256-bit halves, and there
+/// tract's AVX-512 kernels lost to its AVX2 ones: GoogLeNet took 53 ms a
+/// picture with them and 47 ms without (`scripts/bench-vs-onnxruntime`, AMD
+/// EPYC, one thread). tract reads the setting once, when it first picks a
+/// kernel, so this runs before any model is loaded.
+fn choose_kernels() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if std::env::var_os("TRACT_CPU_ISA").is_none() && cpu_is_amd() {
+            tract_onnx::tract_core::knobs::set_str("TRACT_CPU_ISA", "-avx512f");
+        }
+    });
+}
+
+#[cfg(target_arch = "x86_64")]
+fn cpu_is_amd() -> bool {
+    // Older compilers want `unsafe` around CPUID; newer ones call it redundant.
+    #[allow(unused_unsafe)]
+    let id = unsafe { std::arch::x86_64::__cpuid(0) };
+    let vendor = [id.ebx.to_le_bytes(), id.edx.to_le_bytes(), id.ecx.to_le_bytes()].concat();
+    vendor == b"AuthenticAMD"
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn cpu_is_amd() -> bool {
+    false
 }
 
 /// Chooses which input or output to use: the one the manifest names, or the only one.

@@ -212,11 +212,16 @@ async fn bad_login_forms_are_refused() {
     let url = format!("{}/goto_uploads_file", server.base());
     let client = http_client();
 
-    let cases: [(&[(&str, &str)], u16, &str); 4] = [
+    // Longer than the whole login form may be: still a name too long, not a file too big.
+    let huge = "x".repeat(20_000);
+    let cases: [(&[(&str, &str)], u16, &str); 7] = [
         (&[], 400, "ログイン名が入力されていません"),
         (&[("uid", "")], 400, "ログイン名が入力されていません"),
         (&[("uid", &"x".repeat(65))], 400, "長すぎます"),
+        (&[("uid", &huge)], 400, "長すぎます"),
         (&[("uid", "a\tb"), ("lang", "en")], 400, "control characters"),
+        (&[("uid", "ta\u{202e}ro"), ("lang", "en")], 400, "invisible formatting"),
+        (&[("uid", "ta\u{200b}ro")], 400, "見えない書式文字"),
     ];
     for (form, status, says) in cases {
         let response = client.post(&url).form(form).send().await.unwrap();

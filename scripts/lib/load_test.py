@@ -14,6 +14,7 @@ worker's resident memory (VmRSS) before, at upload 1,000 and at the end.
 
 import argparse
 import asyncio
+import errno
 import mimetypes
 import os
 import random
@@ -231,7 +232,7 @@ def upload_body(login, file_part):
 async def fetch(http, run, step, method, url, statuses, **options):
     """One request of the flow: its response and body, or FlowError naming
     the step. A kept-alive connection the server closed just as the request
-    went out is retried once on a fresh connection, as browsers do (Apache
+    went out (or reset it) is retried once on a fresh connection, as browsers do (Apache
     closes idle connections when it runs short of them); such retries are
     counted and reported, not hidden."""
     import aiohttp
@@ -243,7 +244,13 @@ async def fetch(http, run, step, method, url, statuses, **options):
                 if r.status not in statuses:
                     raise FlowError(f"{step}: HTTP {r.status}")
                 return r, body
-        except aiohttp.ServerDisconnectedError:
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as error:
+            # A reset or broken pipe is the same race seen from the socket's
+            # side; any other system error is a real failure.
+            closed = isinstance(error, aiohttp.ServerDisconnectedError) \
+                or error.errno in (errno.ECONNRESET, errno.EPIPE)
+            if not closed:
+                raise FlowError(f"{step}: {type(error).__name__} ({error})")
             if attempt == 2:
                 raise FlowError(f"{step}: server closed the connection twice")
             run.resent[step] += 1

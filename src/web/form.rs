@@ -16,7 +16,8 @@ use super::request::{empty_body, Body, Request};
 /// beside the file: the whole body may exceed the file limit by this much.
 pub const FORM_OVERHEAD: u64 = 64 * 1024;
 
-/// The most a text field (login name, language) may hold.
+/// The most the login name and language fields may hold. Other fields are
+/// read and ignored, bounded only by the whole body's limit.
 const TEXT_FIELD_LIMIT: u64 = 4 * 1024;
 
 /// The fields of a URL-encoded form.
@@ -90,8 +91,9 @@ pub async fn read_upload(
     let body = non_empty(body, request.content_length().is_some()).await?;
     let limits = SizeLimit::new()
         .whole_stream(whole_limit)
-        .per_field(TEXT_FIELD_LIMIT)
-        .for_field("file", max_file_bytes);
+        .per_field(max_file_bytes)
+        .for_field("uid", TEXT_FIELD_LIMIT)
+        .for_field("lang", TEXT_FIELD_LIMIT);
     let mut multipart =
         Multipart::with_constraints(body, boundary, Constraints::new().size_limit(limits));
 
@@ -126,6 +128,8 @@ async fn text(field: multer::Field<'_>, max_file_bytes: u64) -> Result<String, R
         multer::Error::FieldSizeExceeded { .. } if name == "uid" => {
             RequestError::BadLogin(LoginProblem::TooLong)
         }
+        // No language code is this long: the form was not made by our page.
+        multer::Error::FieldSizeExceeded { .. } => RequestError::NotMultipart,
         other => upload_error(other, max_file_bytes),
     })
 }
@@ -216,6 +220,16 @@ mod tests {
 
         let mut long_login = multipart_request(&[("uid", None, &[b'a'; 5000])]);
         assert!(matches!(read(&mut long_login, 100), Err(RequestError::BadLogin(_))));
+
+        // Fields the page does not send are skipped, however long.
+        let comment = [b'c'; 10_000];
+        let mut extra = multipart_request(&[
+            ("comment", None, &comment),
+            ("uid", None, b"taro"),
+            ("file", Some("a.jpg"), b"xyz"),
+        ]);
+        let form = read(&mut extra, 20_000).unwrap();
+        assert_eq!(form.file.unwrap().bytes.as_ref(), b"xyz");
 
         let whole = multipart_request(&[("uid", None, b"taro"), ("file", Some("a"), b"xyz")]);
         let mut cut = Request::new(Method::POST, "/ai", "/uploads_file");

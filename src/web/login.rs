@@ -26,10 +26,29 @@ pub fn check_login(raw: Option<&str>) -> Result<String, LoginProblem> {
     if login.chars().count() > MAX_LOGIN_CHARS {
         return Err(LoginProblem::TooLong);
     }
-    if login.chars().any(char::is_control) {
+    if login.chars().any(|c| c.is_control() || is_hidden_format(c)) {
         return Err(LoginProblem::ControlCharacters);
     }
     Ok(login.to_string())
+}
+
+/// Characters that show nothing themselves but change how the text around
+/// them is shown (right-to-left overrides, zero-width spaces and joiners,
+/// soft hyphens, byte-order marks), and U+FFFD, which stands for bytes that
+/// were not UTF-8. In a name they would make one student's name or file
+/// look like another's.
+fn is_hidden_format(c: char) -> bool {
+    matches!(
+        c,
+        '\u{ad}'
+            | '\u{61c}'
+            | '\u{180e}'
+            | '\u{200b}'..='\u{200f}'
+            | '\u{202a}'..='\u{202e}'
+            | '\u{2060}'..='\u{206f}'
+            | '\u{feff}'
+            | '\u{fff9}'..='\u{fffd}'
+    )
 }
 
 #[cfg(test)]
@@ -40,7 +59,7 @@ mod tests {
     fn login_names_are_checked() {
         let long = "あ".repeat(MAX_LOGIN_CHARS);
         let too_long = "a".repeat(MAX_LOGIN_CHARS + 1);
-        let cases: [(Option<&str>, Result<&str, LoginProblem>); 10] = [
+        let cases: [(Option<&str>, Result<&str, LoginProblem>); 13] = [
             (Some("taro"), Ok("taro")),
             (Some("  s1234567 \t"), Ok("s1234567")),
             (Some("山田 花子"), Ok("山田 花子")),
@@ -51,6 +70,9 @@ mod tests {
             (Some(too_long.as_str()), Err(LoginProblem::TooLong)),
             (Some("ta\nro"), Err(LoginProblem::ControlCharacters)),
             (Some("ta\u{1b}[31mro"), Err(LoginProblem::ControlCharacters)),
+            (Some("ta\u{202e}ro"), Err(LoginProblem::ControlCharacters)),
+            (Some("ta\u{200b}ro"), Err(LoginProblem::ControlCharacters)),
+            (Some("\u{fffd}\u{fffd}"), Err(LoginProblem::ControlCharacters)),
         ];
         for (input, expected) in cases {
             assert_eq!(check_login(input), expected.map(str::to_string), "{input:?}");

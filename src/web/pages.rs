@@ -10,7 +10,7 @@ use super::app::{App, Context};
 use super::error::RequestError;
 use super::form::read_url_form;
 use super::i18n::human_bytes;
-use super::login::{check_login, MAX_LOGIN_CHARS};
+use super::login::{check_login, LoginProblem, MAX_LOGIN_CHARS};
 use super::render::Switch;
 use super::request::Request;
 use super::response::Response;
@@ -45,7 +45,12 @@ impl App {
         request: &mut Request,
         context: &mut Context,
     ) -> Result<Response, RequestError> {
-        let form = read_url_form(request, LOGIN_FORM_LIMIT).await?;
+        // The form holds only the login name and the language: a body too big
+        // for it can only be an overlong name, so say that, not "file too big".
+        let form = read_url_form(request, LOGIN_FORM_LIMIT).await.map_err(|e| match e {
+            RequestError::TooBig { .. } => RequestError::BadLogin(LoginProblem::TooLong),
+            other => other,
+        })?;
         context.use_language(form.get("lang"));
         let login = check_login(form.get("uid")).map_err(RequestError::BadLogin)?;
         context.login = Some(login.clone());
