@@ -6,8 +6,6 @@
 mod common;
 
 use common::apache::{self, Apache, Options, APACHE_ERROR_PAGE};
-use futures_util::stream;
-use reqwest::multipart::{Form, Part};
 use reqwest::StatusCode;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -44,14 +42,7 @@ async fn what_apache_refuses_gets_our_pages_under_fcgid_too() {
     assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
     assert!(response.text().await.unwrap().contains(APACHE_ERROR_PAGE));
 
-    let eagle = common::photo("eagle.jpg");
-    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
-        eagle.chunks(16 << 10).map(|c| Ok(c.to_vec())).collect();
-    let part = Part::stream(reqwest::Body::wrap_stream(stream::iter(chunks)))
-        .file_name("eagle.jpg")
-        .mime_str("image/jpeg")
-        .unwrap();
-    let form = Form::new().text("uid", "chunked").part("file", part);
+    let form = apache::chunked_photo_form("chunked");
     let response = client.post(apache.url("uploads_file")).multipart(form).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::LENGTH_REQUIRED);
     assert!(response.text().await.unwrap().contains(APACHE_ERROR_PAGE));

@@ -6,8 +6,6 @@
 mod common;
 
 use common::apache::{self, Apache, APACHE_ERROR_PAGE};
-use futures_util::stream;
-use reqwest::multipart::{Form, Part};
 use reqwest::StatusCode;
 
 /// The shared photos and the class the MobileNetV2 model gives each.
@@ -80,16 +78,7 @@ async fn a_chunked_upload_gets_a_clear_411_page() {
     let apache = Apache::start("chunked");
     let client = apache::client();
 
-    // A file part of unknown length makes reqwest send the whole form with
-    // chunked transfer encoding and no Content-Length.
-    let eagle = common::photo("eagle.jpg");
-    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
-        eagle.chunks(16 << 10).map(|c| Ok(c.to_vec())).collect();
-    let part = Part::stream(reqwest::Body::wrap_stream(stream::iter(chunks)))
-        .file_name("eagle.jpg")
-        .mime_str("image/jpeg")
-        .unwrap();
-    let form = Form::new().text("uid", "chunked").part("file", part);
+    let form = apache::chunked_photo_form("chunked");
     let response = client.post(apache.url("uploads_file")).multipart(form).send().await.unwrap();
 
     assert_eq!(response.status(), StatusCode::LENGTH_REQUIRED);

@@ -216,6 +216,18 @@ pub fn photo_form(uid: &str, name: &str, bytes: Vec<u8>) -> Form {
     Form::new().text("uid", uid.to_owned()).part("file", part)
 }
 
+/// `eagle.jpg` uploaded as `uid` with a file part of unknown length, which
+/// makes reqwest send the whole form with chunked transfer encoding and no
+/// Content-Length.
+pub fn chunked_photo_form(uid: &str) -> Form {
+    let eagle = crate::common::photo("eagle.jpg");
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        eagle.chunks(16 << 10).map(|c| Ok(c.to_vec())).collect();
+    let body = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
+    let part = Part::stream(body).file_name("eagle.jpg").mime_str("image/jpeg").unwrap();
+    Form::new().text("uid", uid.to_owned()).part("file", part)
+}
+
 /// One student's whole visit: login page, upload page, upload, result page
 /// and the photo on it. Checks each step and returns the result page.
 pub async fn student_flow(
