@@ -8,10 +8,11 @@
 //! one channel plane at a time: the squares once, each window as a sum of
 //! whole planes, and the power as two square roots when beta is the usual
 //! 0.75. Every inner loop runs over a contiguous plane, which the compiler
-//! vectorises.
+//! vectorises. When tract runs with several threads, they share the planes.
 
 use tract_onnx::model::ParsingContext;
 use tract_onnx::pb::NodeProto;
+use tract_onnx::prelude::tract_linalg::multithread::par_chunks_mut;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::internal::*;
 
@@ -102,9 +103,22 @@ impl EvalOp for Lrn {
         let mut output = vec![0f32; x.len()];
         let plane = shape[2] * shape[3];
         let channels = shape[1];
-        for (x, y) in x.chunks(channels * plane).zip(output.chunks_mut(channels * plane)) {
-            self.0.normalize_image(x, y, channels, plane);
-        }
+
+        let squares: Vec<f32> = x.iter().map(|v| v * v).collect();
+
+        // Each output plane needs only the squares around its channel, so with
+        // several threads each takes a share of the planes.
+        par_chunks_mut(&mut output, plane, x.len() * self.0.size, |first, y| {
+            let mut window = vec![0f32; plane];
+            for (i, y) in y.chunks_exact_mut(plane).enumerate() {
+                let (n, c) = ((first + i) / channels, (first + i) % channels);
+                let image = n * channels * plane..(n + 1) * channels * plane;
+                let x = &x[image.clone()][c * plane..(c + 1) * plane];
+                self.0.normalize_plane(&squares[image], c, channels, x, y, &mut window);
+            }
+            Ok(())
+        })?;
+
         Ok(tvec!(tract_ndarray::ArrayD::from_shape_vec(shape, output)?.into_tvalue()))
     }
 }
@@ -118,35 +132,42 @@ impl TypedOp for Lrn {
 }
 
 impl FastLrn {
-    /// Normalises one image (`channels` planes of `plane` values) into `y`.
-    fn normalize_image(&self, x: &[f32], y: &mut [f32], channels: usize, plane: usize) {
-        let squares: Vec<f32> = x.iter().map(|v| v * v).collect();
+    /// Normalises channel `c` of one image into `y`, given `x`, that channel's
+    /// plane, and the squares of all the image's `channels` planes. `window`
+    /// is scratch space the size of a plane.
+    fn normalize_plane(
+        &self,
+        squares: &[f32],
+        c: usize,
+        channels: usize,
+        x: &[f32],
+        y: &mut [f32],
+        window: &mut [f32],
+    ) {
+        let plane = x.len();
         let below = (self.size - 1) / 2;
         let above = self.size - 1 - below;
         let alpha = self.alpha / self.size as f32;
-        let mut window = vec![0f32; plane];
-        for c in 0..channels {
-            // The window [c - below, c + above], clipped to the channels that exist.
-            let first = c.saturating_sub(below);
-            let last = (c + above).min(channels - 1);
-            window.copy_from_slice(&squares[first * plane..(first + 1) * plane]);
-            for k in first + 1..=last {
-                for (w, s) in window.iter_mut().zip(&squares[k * plane..(k + 1) * plane]) {
-                    *w += s;
-                }
-            }
 
-            let (xc, yc) = (&x[c * plane..(c + 1) * plane], &mut y[c * plane..(c + 1) * plane]);
-            if self.beta == 0.75 {
-                // base^-0.75 = r * sqrt(r) with r = 1 / sqrt(base)
-                for ((y, x), w) in yc.iter_mut().zip(xc).zip(&window) {
-                    let r = 1.0 / (self.bias + alpha * w).sqrt();
-                    *y = x * r * r.sqrt();
-                }
-            } else {
-                for ((y, x), w) in yc.iter_mut().zip(xc).zip(&window) {
-                    *y = x * (self.bias + alpha * w).powf(-self.beta);
-                }
+        // The window [c - below, c + above], clipped to the channels that exist.
+        let first = c.saturating_sub(below);
+        let last = (c + above).min(channels - 1);
+        window.copy_from_slice(&squares[first * plane..(first + 1) * plane]);
+        for k in first + 1..=last {
+            for (w, s) in window.iter_mut().zip(&squares[k * plane..(k + 1) * plane]) {
+                *w += s;
+            }
+        }
+
+        if self.beta == 0.75 {
+            // base^-0.75 = r * sqrt(r) with r = 1 / sqrt(base)
+            for ((y, x), w) in y.iter_mut().zip(x).zip(&*window) {
+                let r = 1.0 / (self.bias + alpha * w).sqrt();
+                *y = x * r * r.sqrt();
+            }
+        } else {
+            for ((y, x), w) in y.iter_mut().zip(x).zip(&*window) {
+                *y = x * (self.bias + alpha * w).powf(-self.beta);
             }
         }
     }
@@ -181,6 +202,24 @@ mod tests {
         let plan = model.into_optimized().unwrap().into_runnable().unwrap();
         let result = plan.run(tvec!(x.clone().into_tvalue())).unwrap();
         result[0].to_plain_array_view::<f32>().unwrap().to_owned()
+    }
+
+    #[test]
+    fn two_threads_give_what_one_gives() {
+        use tract_onnx::prelude::tract_linalg::multithread::{multithread_tract_scope, Executor};
+
+        // Big enough for tract to share the planes out (it keeps small
+        // tensors on one thread).
+        let lrn = FastLrn { alpha: 1e-4, beta: 0.75, bias: 1.0, size: 5 };
+        let x = tract_ndarray::ArrayD::from_shape_fn(vec![2, 24, 28, 28], |ix| {
+            ((ix[0] * 31 + ix[1] * 17 + ix[2] * 7 + ix[3] * 3) % 23) as f32 * 4.0 - 40.0
+        });
+        let one = run_expanded(&x, &lrn);
+        let two = multithread_tract_scope(Executor::multithread(2), || run_expanded(&x, &lrn));
+        assert_eq!(one, two);
+        for (g, w) in two.iter().zip(naive(&x, &lrn).iter()) {
+            assert!((g - w).abs() <= 1e-5 * w.abs().max(1.0), "{g} vs {w}");
+        }
     }
 
     #[test]

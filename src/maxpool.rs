@@ -7,7 +7,9 @@
 //! output row is first the maximum of the input rows its windows cover (whole
 //! rows at once, which the compiler vectorises), then of neighbouring columns
 //! of that row. Padding never wins a maximum, so it is taken as -infinity.
+//! When tract runs with several threads, they share the channel planes.
 
+use tract_onnx::prelude::tract_linalg::multithread::par_chunks_mut;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::cnn::MaxPool;
@@ -69,8 +71,9 @@ impl FastMaxPool {
         }))
     }
 
-    /// Pools one channel plane `x` into `y`, with `row` as scratch space.
-    fn pool_plane(&self, x: &[f32], y: &mut [f32], row: &mut [f32]) {
+    /// Pools one channel plane `x` into `y`, with `row` and `maxima` as scratch
+    /// space (both [`Self::row_width`] long).
+    fn pool_plane(&self, x: &[f32], y: &mut [f32], row: &mut [f32], maxima: &mut [f32]) {
         let [in_h, in_w] = self.input;
         let [out_h, out_w] = self.output;
         let [kernel_h, kernel_w] = self.kernel;
@@ -96,18 +99,17 @@ impl FastMaxPool {
                 middle.fill(f32::NEG_INFINITY);
             }
 
-            // Horizontal pass over neighbouring columns.
+            // Horizontal pass: the maximum of every run of `kernel_w` neighbouring
+            // columns, whole rows at once, then every `stride_w`-th of them. With
+            // a stride of 2 this does twice the comparisons it needs, yet beats
+            // taking each window on its own, which does not vectorise.
             if stride_w == 1 {
-                out_row.copy_from_slice(&row[..out_w]);
-                for k in 1..kernel_w {
-                    for (o, v) in out_row.iter_mut().zip(&row[k..k + out_w]) {
-                        *o = if *v > *o { *v } else { *o };
-                    }
-                }
+                sliding_max(row, kernel_w, out_row);
             } else {
-                for (ox, o) in out_row.iter_mut().enumerate() {
-                    let window = &row[ox * stride_w..ox * stride_w + kernel_w];
-                    *o = window.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let maxima = &mut maxima[..(out_w - 1) * stride_w + 1];
+                sliding_max(row, kernel_w, maxima);
+                for (o, m) in out_row.iter_mut().zip(maxima.iter().step_by(stride_w)) {
+                    *o = *m;
                 }
             }
         }
@@ -118,6 +120,17 @@ impl FastMaxPool {
     fn row_width(&self) -> usize {
         let reach = (self.output[1] - 1) * self.stride[1] + self.kernel[1];
         reach.max(self.pad_before[1] + self.input[1])
+    }
+}
+
+/// `out[j]` = the maximum of `row[j..j + kernel]`, for each `j` of `out`.
+fn sliding_max(row: &[f32], kernel: usize, out: &mut [f32]) {
+    let n = out.len();
+    out.copy_from_slice(&row[..n]);
+    for k in 1..kernel {
+        for (o, v) in out.iter_mut().zip(&row[k..k + n]) {
+            *o = if *v > *o { *v } else { *o };
+        }
     }
 }
 
@@ -154,10 +167,17 @@ impl EvalOp for FastMaxPool {
         let (in_plane, out_plane) =
             (self.input[0] * self.input[1], self.output[0] * self.output[1]);
         let mut output = vec![0f32; planes * out_plane];
-        let mut row = vec![f32::NEG_INFINITY; self.row_width()];
-        for (x, y) in x.chunks_exact(in_plane).zip(output.chunks_exact_mut(out_plane)) {
-            self.pool_plane(x, y, &mut row);
-        }
+
+        // Planes are independent: with several threads, each takes a share of them.
+        par_chunks_mut(&mut output, out_plane, planes * in_plane, |first, y| {
+            let mut row = vec![f32::NEG_INFINITY; self.row_width()];
+            let mut maxima = vec![0f32; self.row_width()];
+            let x = &x[first * in_plane..];
+            for (x, y) in x.chunks_exact(in_plane).zip(y.chunks_exact_mut(out_plane)) {
+                self.pool_plane(x, y, &mut row, &mut maxima);
+            }
+            Ok(())
+        })?;
 
         let output_shape = [shape[0], shape[1], self.output[0], self.output[1]];
         Ok(tvec!(tract_ndarray::ArrayD::from_shape_vec(&output_shape[..], output)?.into_tvalue()))
@@ -218,6 +238,17 @@ mod tests {
         // The pools inside each inception module: 3×3, stride 1, padding 1.
         assert_same(pool([3, 3], [1, 1], ceil(1)), 28, 28);
         assert_same(pool([3, 3], [1, 1], ceil(1)), 7, 7);
+    }
+
+    #[test]
+    fn two_threads_match_tracts() {
+        use tract_onnx::prelude::tract_linalg::multithread::{multithread_tract_scope, Executor};
+
+        // Big enough for tract to share the planes out among threads.
+        let ceil = PaddingSpec::ExplicitOnnxPool(tvec![1, 1], tvec![1, 1], true);
+        multithread_tract_scope(Executor::multithread(2), || {
+            assert_same(pool([3, 3], [1, 1], ceil), 112, 112);
+        });
     }
 
     #[test]

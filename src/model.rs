@@ -181,7 +181,8 @@ impl Classifier {
 
     /// Runs the network on a ready input tensor and returns class probabilities.
     pub fn probabilities(&self, session: &mut Session, input: Tensor) -> anyhow::Result<Vec<f32>> {
-        let outputs = session.state.run(tvec!(input.into_tvalue()))?;
+        let state = &mut session.state;
+        let outputs = on_inference_threads(|| state.run(tvec!(input.into_tvalue())))?;
         let output = outputs[0].to_plain_array_view::<f32>()?;
         let scores: Vec<f32> = output.iter().copied().collect();
         ensure!(
@@ -287,34 +288,42 @@ pub fn load_plan(
     Ok(typed.into_runnable()?)
 }
 
-/// Keeps tract off its AVX-512 matrix kernels on AMD processors, unless the
-/// administrator chose with `TRACT_CPU_ISA`.
+/// Keeps tract off its AVX-512 matrix kernels on AMD's Zen 4 processors,
+/// unless the administrator chose with `TRACT_CPU_ISA`.
 ///
-/// AMD's Zen 4 runs each 512-bit instruction as two 256-bit halves, and there
+/// Zen 4 runs each 512-bit instruction as two 256-bit halves, and there
 /// tract's AVX-512 kernels lost to its AVX2 ones: GoogLeNet took 53 ms a
-/// picture with them and 47 ms without (`scripts/bench-vs-onnxruntime`, AMD
-/// EPYC, one thread). tract reads the setting once, when it first picks a
-/// kernel, so this runs before any model is loaded.
+/// picture with them and 47 ms without (`scripts/bench-vs-onnxruntime`, one
+/// thread). Zen 5 has full 512-bit units and gains from them: 31 ms against
+/// 41 ms. tract reads the setting once, when it first picks a kernel, so this
+/// runs before any model is loaded.
 fn choose_kernels() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        if std::env::var_os("TRACT_CPU_ISA").is_none() && cpu_is_amd() {
+        if std::env::var_os("TRACT_CPU_ISA").is_none() && cpu_is_zen4() {
             tract_onnx::tract_core::knobs::set_str("TRACT_CPU_ISA", "-avx512f");
         }
     });
 }
 
+/// Whether this is an AMD processor of family 19h (Zen 3 and Zen 4; only
+/// Zen 4 has AVX-512, so for choosing kernels the two need no telling apart).
 #[cfg(target_arch = "x86_64")]
-fn cpu_is_amd() -> bool {
+fn cpu_is_zen4() -> bool {
+    use std::arch::x86_64::__cpuid;
+
     // Older compilers want `unsafe` around CPUID; newer ones call it redundant.
     #[allow(unused_unsafe)]
-    let id = unsafe { std::arch::x86_64::__cpuid(0) };
-    let vendor = [id.ebx.to_le_bytes(), id.edx.to_le_bytes(), id.ecx.to_le_bytes()].concat();
-    vendor == b"AuthenticAMD"
+    let (vendor, signature) = unsafe { (__cpuid(0), __cpuid(1).eax) };
+    let vendor = [vendor.ebx.to_le_bytes(), vendor.edx.to_le_bytes(), vendor.ecx.to_le_bytes()];
+    let base_family = (signature >> 8) & 0xf;
+    let extended_family = (signature >> 20) & 0xff;
+    let family = if base_family == 0xf { base_family + extended_family } else { base_family };
+    vendor.concat() == b"AuthenticAMD" && family == 0x19
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-fn cpu_is_amd() -> bool {
+fn cpu_is_zen4() -> bool {
     false
 }
 
@@ -342,10 +351,34 @@ fn pick_outlet(
 ///
 /// This sets tract's process-wide default executor, so call it once at start.
 pub fn set_threads(threads: usize) {
-    use tract_onnx::prelude::tract_linalg::multithread::{set_default_executor, Executor};
+    use tract_onnx::prelude::tract_linalg::multithread::{
+        set_default_executor, set_threading_panel_threshold, Executor,
+    };
     let executor =
         if threads > 1 { Executor::multithread(threads) } else { Executor::SingleThread };
     set_default_executor(executor);
+
+    // tract runs a matrix product on one thread when it has fewer than 64
+    // panels of output. GoogLeNet's late layers are that small, and with two
+    // threads from 8 panels up it took 16.2 ms instead of 17.1 (same command).
+    set_threading_panel_threshold(8);
+}
+
+/// Runs `f` on a thread of tract's pool when inferences use several threads
+/// (see [`set_threads`]), else on this thread.
+///
+/// A thread outside the pool hands each multi-threaded step of an inference to
+/// the pool's threads and sleeps until they are done: two thread switches for
+/// each of GoogLeNet's hundred-odd steps. Inside the pool, the thread works on
+/// each step itself and the others join it: GoogLeNet with two threads took
+/// 17.0 ms instead of 18.7 (`imagenet-classroom bench --fixed-input --threads 2`,
+/// AMD EPYC Zen 5).
+pub(crate) fn on_inference_threads<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    use tract_onnx::prelude::tract_linalg::multithread::{current_tract_executor, Executor};
+    match current_tract_executor() {
+        Executor::MultiThread(pool) => pool.install(f),
+        _ => f(),
+    }
 }
 
 /// The deterministic input the reference results in `shared/README.md` were
