@@ -41,14 +41,15 @@ impl Pool {
     /// By default there is one worker per core and each inference runs on
     /// its worker's thread alone (`threads = 1`). Measured with 104 students
     /// uploading without pause on two cores (GoogLeNet graph, `scripts/load-test
-    /// --serve`): two single-threaded workers classify 37.4 photos a second,
-    /// one worker with two threads 26.0, because the threads of one inference
-    /// wait for each other at every layer and LRN and pooling use one thread.
-    /// Batching concurrent photos lost too: tract took 47.6 ms a picture in
-    /// batches of two against 18.6 ms alone (MobileNetV2, `bench --batch`),
-    /// and the GoogLeNet graph fixes its batch size at one. A single student
-    /// on an idle server waits longer this way (45 ms, not 35), but a class
-    /// is served faster. `workers` and `threads` stay configurable.
+    /// --serve`, AMD EPYC Zen 5): two single-threaded workers classify 55.9
+    /// photos a second, one worker with two threads 45.9, because the threads
+    /// of one inference wait for each other at every layer, and the small
+    /// layers late in the network hardly split. Batching concurrent photos
+    /// lost too: tract took 36.5 ms a picture in batches of two against 12.7 ms
+    /// alone (MobileNetV2, `bench --batch`), and the GoogLeNet graph fixes its
+    /// batch size at one. A single student on an idle server waits longer this
+    /// way (about 29 ms, not 20), but a class is served faster. `workers` and
+    /// `threads` stay configurable.
     pub fn start(
         classifier: Arc<Classifier>,
         workers: usize,
