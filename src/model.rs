@@ -316,10 +316,20 @@ fn cpu_is_zen4() -> bool {
     #[allow(unused_unsafe)]
     let (vendor, signature) = unsafe { (__cpuid(0), __cpuid(1).eax) };
     let vendor = [vendor.ebx.to_le_bytes(), vendor.edx.to_le_bytes(), vendor.ecx.to_le_bytes()];
+    vendor.concat() == b"AuthenticAMD" && cpu_family(signature) == 0x19
+}
+
+/// The processor family in a CPUID leaf 1 signature (EAX): the base family,
+/// plus the extended family when the base one is 0xF.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+fn cpu_family(signature: u32) -> u32 {
     let base_family = (signature >> 8) & 0xf;
     let extended_family = (signature >> 20) & 0xff;
-    let family = if base_family == 0xf { base_family + extended_family } else { base_family };
-    vendor.concat() == b"AuthenticAMD" && family == 0x19
+    if base_family == 0xf {
+        base_family + extended_family
+    } else {
+        base_family
+    }
 }
 
 #[cfg(not(target_arch = "x86_64"))]
@@ -409,6 +419,15 @@ pub fn top_k(values: &[f32], k: usize) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_families_come_from_the_signature() {
+        // EPYC 9654 (Zen 4), EPYC 9005 (Zen 5), Ryzen 5000 (Zen 3), a Xeon.
+        assert_eq!(cpu_family(0x00A1_0F11), 0x19);
+        assert_eq!(cpu_family(0x00B0_0F21), 0x1A);
+        assert_eq!(cpu_family(0x00A2_0F10), 0x19);
+        assert_eq!(cpu_family(0x0008_06F8), 0x6);
+    }
 
     #[test]
     fn top_k_sorts_by_value_then_index() {
