@@ -85,8 +85,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
 
     if args.profile {
         let size = classifier.preprocessor().input_size() as usize;
-        let input = model::fixed_input(size);
-        return model::on_inference_threads(|| profile(&mut session, input, args.runs));
+        return profile(&mut session, model::fixed_input(size), args.runs);
     }
 
     if args.batch > 1 {

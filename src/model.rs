@@ -181,8 +181,7 @@ impl Classifier {
 
     /// Runs the network on a ready input tensor and returns class probabilities.
     pub fn probabilities(&self, session: &mut Session, input: Tensor) -> anyhow::Result<Vec<f32>> {
-        let state = &mut session.state;
-        let outputs = on_inference_threads(|| state.run(tvec!(input.into_tvalue())))?;
+        let outputs = session.state.run(tvec!(input.into_tvalue()))?;
         let output = outputs[0].to_plain_array_view::<f32>()?;
         let scores: Vec<f32> = output.iter().copied().collect();
         ensure!(
@@ -372,23 +371,6 @@ pub fn set_threads(threads: usize) {
     // panels of output. GoogLeNet's late layers are that small, and with two
     // threads from 8 panels up it took 16.2 ms instead of 17.1 (same command).
     set_threading_panel_threshold(8);
-}
-
-/// Runs `f` on a thread of tract's pool when inferences use several threads
-/// (see [`set_threads`]), else on this thread.
-///
-/// A thread outside the pool hands each multi-threaded step of an inference to
-/// the pool's threads and sleeps until they are done: two thread switches for
-/// each of GoogLeNet's hundred-odd steps. Inside the pool, the thread works on
-/// each step itself and the others join it: GoogLeNet with two threads took
-/// 17.0 ms instead of 18.7 (`imagenet-classroom bench --fixed-input --threads 2`,
-/// AMD EPYC Zen 5).
-pub(crate) fn on_inference_threads<R: Send>(f: impl FnOnce() -> R + Send) -> R {
-    use tract_onnx::prelude::tract_linalg::multithread::{current_tract_executor, Executor};
-    match current_tract_executor() {
-        Executor::MultiThread(pool) => pool.install(f),
-        _ => f(),
-    }
 }
 
 /// The deterministic input the reference results in `shared/README.md` were
