@@ -110,11 +110,11 @@ impl EvalOp for Lrn {
         // several threads each takes a share of the planes.
         par_chunks_mut(&mut output, plane, x.len() * self.0.size, |first, y| {
             let mut window = vec![0f32; plane];
-            for (i, y) in y.chunks_exact_mut(plane).enumerate() {
-                let (n, c) = ((first + i) / channels, (first + i) % channels);
-                let image = n * channels * plane..(n + 1) * channels * plane;
-                let x = &x[image.clone()][c * plane..(c + 1) * plane];
-                self.0.normalize_plane(&squares[image], c, channels, x, y, &mut window);
+            for (p, y) in (first..).zip(y.chunks_exact_mut(plane)) {
+                let (n, c) = (p / channels, p % channels);
+                let image = &squares[n * channels * plane..(n + 1) * channels * plane];
+                let x = &x[p * plane..(p + 1) * plane];
+                self.0.normalize_plane(image, c, channels, x, y, &mut window);
             }
             Ok(())
         })?;

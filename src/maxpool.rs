@@ -170,8 +170,8 @@ impl EvalOp for FastMaxPool {
 
         // Planes are independent: with several threads, each takes a share of them.
         par_chunks_mut(&mut output, out_plane, planes * in_plane, |first, y| {
-            let mut row = vec![f32::NEG_INFINITY; self.row_width()];
-            let mut maxima = vec![0f32; self.row_width()];
+            let width = self.row_width();
+            let (mut row, mut maxima) = (vec![f32::NEG_INFINITY; width], vec![0f32; width]);
             let x = &x[first * in_plane..];
             for (x, y) in x.chunks_exact(in_plane).zip(y.chunks_exact_mut(out_plane)) {
                 self.pool_plane(x, y, &mut row, &mut maxima);

@@ -67,7 +67,8 @@ async fn uploads_over_the_limit_get_a_413_page_not_a_bare_error() {
     assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
     let page = response.text().await.unwrap();
     assert!(page.contains(APACHE_ERROR_PAGE), "expected our Apache 413 page:\n{page}");
-    assert!(page.contains("写真が大きすぎます") && page.contains("The photo is too large"));
+    let (japanese, english) = ("写真が大きすぎます", "The photo is too large");
+    assert!(page.contains(japanese) && page.contains(english));
 
     // Neither left anything behind.
     assert_eq!(stored_photos(&apache), Vec::<String>::new());

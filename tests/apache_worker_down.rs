@@ -37,7 +37,8 @@ async fn a_stopped_worker_gets_our_503_page_and_its_return_is_used_at_once() {
         assert_eq!(response.headers()["retry-after"], "30", "{what}");
         let page = response.text().await.unwrap();
         assert!(page.contains(APACHE_ERROR_PAGE), "{what}: expected our 503 page:\n{page}");
-        assert!(page.contains("一時的に利用できません"), "{what}: Japanese text missing");
+        let unavailable = "一時的に利用できません";
+        assert!(page.contains(unavailable), "{what}: Japanese text missing");
         assert!(page.contains("not available right now"), "{what}: English text missing");
     }
 

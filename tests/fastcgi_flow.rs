@@ -121,7 +121,8 @@ async fn uploads_without_a_length_are_classified_or_refused_clearly() {
     let response = fastcgi(&address, &request).await;
     assert_eq!(response.status(), 411);
     let page = text(&response);
-    assert!(page.contains("Content-Length") && !page.contains("ファイルが選ばれていません"));
+    let no_file = "ファイルが選ばれていません";
+    assert!(page.contains("Content-Length") && !page.contains(no_file));
 
     // Declared over the limit: 413 with the limit on the page.
     let big = vec![0u8; 2 * 1024 * 1024];
