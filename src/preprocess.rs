@@ -48,18 +48,21 @@ impl Preprocessor {
     ///
     /// The longer side is truncated, not rounded, as Pillow and torchvision
     /// scripts compute it (`int(long * 256 / short)`); the reference results
-    /// the tests compare against were made that way.
+    /// the tests compare against were made that way. Of a picture more than
+    /// `MAX_ASPECT` times longer one way than the other, only the middle is
+    /// resized (see `kept_part`).
     pub fn resized_size(&self, width: u32, height: u32) -> (u32, u32) {
-        let shorter = u64::from(width.min(height));
-        let scale = |side: u32| {
-            let scaled = u64::from(side) * u64::from(self.resize_shorter_to) / shorter;
-            u32::try_from(scaled).unwrap_or(u32::MAX)
+        let (_, _, width, height) = kept_part(width, height);
+        let shorter = width.min(height);
+        let scale = |side: f64| {
+            let scaled = (side * f64::from(self.resize_shorter_to) / shorter).floor();
+            u32::try_from(scaled as u64).unwrap_or(u32::MAX)
         };
         (scale(width), scale(height))
     }
 
-    /// Resizes the whole picture bilinearly so that its shorter side is
-    /// `resize_shorter_to`.
+    /// Resizes the picture (all but the ends of a long strip) bilinearly so
+    /// that its shorter side is `resize_shorter_to`.
     ///
     /// Resizing only the centre square straight from the source would be a
     /// little cheaper, but it changes the pixels near the crop's edges enough
@@ -70,7 +73,12 @@ impl Preprocessor {
         let source = ImageRef::new(width, height, image.as_raw(), PixelType::U8x3)
             .expect("an RgbImage holds three bytes a pixel");
         let mut target = Image::new(target_width, target_height, PixelType::U8x3);
-        let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
+        let mut options =
+            ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
+        let (left, top, kept_width, kept_height) = kept_part(width, height);
+        if (kept_width, kept_height) != (f64::from(width), f64::from(height)) {
+            options = options.crop(left, top, kept_width, kept_height);
+        }
         resizer.resize(&source, &mut target, &options).expect("source and target are both RGB8");
         RgbImage::from_raw(target_width, target_height, target.into_vec())
             .expect("the target holds its width times height RGB pixels")
@@ -98,6 +106,26 @@ impl Preprocessor {
         }
         tensor
     }
+}
+
+/// How many times longer than wide (or wide than long) a picture may be
+/// before only its middle is resized.
+///
+/// A strip of 100000×1 pixels would otherwise become 25600000×256 pixels
+/// (nearly 20 GB) on its way to a 224-pixel square. Cutting it to four times
+/// its short side first changes nothing the network sees: at four to one,
+/// the centre square is 400 resized pixels from either cut, far beyond the
+/// reach of the bilinear filter.
+const MAX_ASPECT: f64 = 4.0;
+
+/// The part of a `width`×`height` picture that is resized, as
+/// `(left, top, width, height)`: the whole picture, or its middle when it is
+/// more than `MAX_ASPECT` times longer one way than the other.
+fn kept_part(width: u32, height: u32) -> (f64, f64, f64, f64) {
+    let (width, height) = (f64::from(width), f64::from(height));
+    let longest = width.min(height) * MAX_ASPECT;
+    let (kept_width, kept_height) = (width.min(longest), height.min(longest));
+    ((width - kept_width) / 2.0, (height - kept_height) / 2.0, kept_width, kept_height)
 }
 
 #[cfg(test)]
@@ -131,6 +159,29 @@ mod tests {
         assert_eq!(p.resized_size(773, 512), (386, 256)); // 386.5, truncated
         assert_eq!(p.resized_size(100, 100), (256, 256));
         assert_eq!(p.resized_size(4032, 3024), (341, 256));
+        assert_eq!(p.resized_size(1024, 256), (1024, 256));
+    }
+
+    #[test]
+    fn only_the_middle_of_a_long_strip_is_resized() {
+        let p = preprocessor(224, 256, Channels::Rgb);
+        assert_eq!(p.resized_size(100_000, 1), (1024, 256));
+        assert_eq!(p.resized_size(3, 60_000), (256, 1024));
+        assert_eq!(p.resized_size(1025, 256), (1024, 256));
+
+        // A strip whose middle is red and whose ends are blue: the square the
+        // network gets is all red, as it would be without the cut.
+        let mut strip = RgbImage::from_pixel(9_000, 2, image::Rgb([0, 0, 255]));
+        for x in 4_496..4_504 {
+            for y in 0..2 {
+                strip.put_pixel(x, y, image::Rgb([255, 0, 0]));
+            }
+        }
+        let resized = p.resize(&mut Resizer::new(), &strip);
+        assert_eq!(resized.dimensions(), (1024, 256));
+        let tensor = p.to_tensor(&resized);
+        let red = (255.0 - 10.0) / 1.0;
+        assert!(tensor.slice(ndarray::s![0, 0, .., 112]).iter().all(|&v| v == red));
     }
 
     #[test]

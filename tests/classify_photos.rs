@@ -71,3 +71,31 @@ fn a_big_phone_photo_gets_the_same_class() {
     assert_eq!((result.width, result.height), (4032, 3024));
     assert_eq!(result.top[0].index, 22, "{:?}", result.top);
 }
+
+fn png(image: &image::RgbImage) -> Vec<u8> {
+    let mut bytes = std::io::Cursor::new(Vec::new());
+    image.write_to(&mut bytes, image::ImageFormat::Png).unwrap();
+    bytes.into_inner()
+}
+
+#[test]
+fn a_long_strip_is_classified_by_its_middle() {
+    // The eagle in the middle of a black strip seven times longer than high:
+    // only the strip's middle is resized, and it holds the same square the
+    // eagle alone gives the network.
+    let eagle = image::load_from_memory(&common::photo("eagle.jpg")).unwrap().into_rgb8();
+    let (width, height) = eagle.dimensions();
+    let mut strip = image::RgbImage::new(height * 7, height);
+    image::imageops::replace(&mut strip, &eagle, i64::from((height * 7 - width) / 2), 0);
+    let classifier = common::classifier("mobilenetv2");
+    let mut session = classifier.session().unwrap();
+    let result = classifier.classify(&mut session, &png(&strip), 5).unwrap();
+    assert_eq!(result.top[0].index, 22, "{:?}", result.top);
+    assert!(result.top[0].probability > 0.6, "{:?}", result.top);
+
+    // Resized whole, a strip of 100000×1 pixels would need some 20 GB.
+    let thread = image::RgbImage::from_pixel(100_000, 1, image::Rgb([200, 30, 30]));
+    let result = classifier.classify(&mut session, &png(&thread), 5).unwrap();
+    assert_eq!((result.width, result.height), (100_000, 1));
+    assert_eq!(result.top.len(), 5);
+}
