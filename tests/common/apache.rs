@@ -54,6 +54,9 @@ impl Apache {
     /// Apache as `options` say. `test` names the folder of its logs.
     pub fn start_with(test: &str, options: Options) -> Apache {
         require_system_packages(options.fcgid);
+        // The test models live in ../shared; without it the worker never
+        // starts and Apache would wait for it, so say at once where we looked.
+        super::shared();
         let logs = output_dir("apache").join(test);
         // A port found free may be taken by another test before Apache binds
         // it; try again with new ports then.
@@ -107,8 +110,7 @@ impl Apache {
             for _ in lines {}
         });
         let failure = |child: &mut Child, what: &str| {
-            let _ = child.kill();
-            let _ = child.wait();
+            stop(child);
             let stderr =
                 std::fs::read_to_string(logs.join("run-apache.stderr")).unwrap_or_default();
             format!("{what}\n--- its stderr ---\n{stderr}--- logs in {} ---", logs.display())
@@ -185,17 +187,24 @@ impl Apache {
 
 impl Drop for Apache {
     fn drop(&mut self) {
-        self.signal(libc::SIGTERM);
-        // run-apache waits for the worker to finish its requests (up to 35 s).
-        for _ in 0..600 {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        stop(&mut self.child);
     }
+}
+
+/// Stops run-apache with SIGTERM, so that it stops its Apache and worker
+/// too; killed outright, it would leave them running.
+fn stop(child: &mut Child) {
+    // SAFETY: kill(2) on our own child's pid has no memory effects.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    // run-apache waits for the worker to finish its requests (up to 35 s).
+    for _ in 0..600 {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 /// A client as a student's browser would be, trusting the self-signed
