@@ -195,30 +195,41 @@ fn ms(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1e3
 }
 
+/// Each node's operator, output shape and total time, by node name.
+type NodeTimes = std::collections::HashMap<String, (String, String, Duration)>;
+
+/// Runs the plan once, adding each node's time to `times` if given.
+fn run_timing_nodes(
+    state: &mut TypedSimpleState,
+    input: TVec<TValue>,
+    mut times: Option<&mut NodeTimes>,
+) -> TractResult<()> {
+    state.run_plan_with_eval(input, |ctx, op_state, node, inputs| {
+        let start = Instant::now();
+        let outputs = tract_onnx::tract_core::plan::eval(ctx, op_state, node, inputs);
+        if let Some(times) = times.as_deref_mut() {
+            let entry = times.entry(node.name.clone()).or_insert_with(|| {
+                let shape = format!("{:?}", node.outputs[0].fact.shape);
+                (node.op().name().to_string(), shape, Duration::ZERO)
+            });
+            entry.2 += start.elapsed();
+        }
+        outputs
+    })?;
+    Ok(())
+}
+
 /// Times every node of the plan over `runs` runs and prints the costliest
 /// nodes and operator kinds, like tract's own `--profile`.
 fn profile(session: &mut model::Session, input: Tensor, runs: usize) -> anyhow::Result<ExitCode> {
     use std::collections::HashMap;
 
-    let mut by_node: HashMap<String, (String, String, Duration)> = HashMap::new();
-    let state = session.plan_state();
+    let mut by_node = NodeTimes::new();
     for run in 0..runs + 2 {
-        state.run_plan_with_eval(
-            tvec!(input.clone().into_tvalue()),
-            |ctx, op_state, node, inputs| {
-                let start = Instant::now();
-                let outputs = tract_onnx::tract_core::plan::eval(ctx, op_state, node, inputs);
-                // The first two runs allocate; leave them out.
-                if run >= 2 {
-                    let entry = by_node.entry(node.name.clone()).or_insert_with(|| {
-                        let shape = format!("{:?}", node.outputs[0].fact.shape);
-                        (node.op().name().to_string(), shape, Duration::ZERO)
-                    });
-                    entry.2 += start.elapsed();
-                }
-                outputs
-            },
-        )?;
+        // The first two runs allocate; leave them out.
+        let times = (run >= 2).then_some(&mut by_node);
+        let input = tvec!(input.clone().into_tvalue());
+        session.on_threads(|state| run_timing_nodes(state, input, times))?;
     }
     let per_run = |d: Duration| ms(d) / runs.max(1) as f64;
     let total: f64 = by_node.values().map(|(_, _, d)| per_run(*d)).sum();

@@ -62,6 +62,19 @@ fn cut_off_jpegs_are_refused() {
 }
 
 #[test]
+fn a_jpeg_with_a_broken_table_is_refused_with_the_decoders_reason() {
+    // Zeroes over the first Huffman table: libjpeg gives up, and its reason
+    // comes back as an error rather than a crash of the worker.
+    let mut eagle = common::photo("eagle.jpg");
+    let table = eagle.windows(2).position(|m| m == [0xFF, 0xC4]).expect("a Huffman table");
+    eagle[table + 5..table + 40].fill(0);
+    match error_of(&eagle) {
+        ImageError::Corrupt(reason) => assert_eq!(reason, "Bogus marker length"),
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+}
+
+#[test]
 fn cut_off_pngs_are_refused() {
     let mastiff = common::photo("bull-mastiff.png");
     for keep in [mastiff.len() / 2, mastiff.len() - 12, 40] {
@@ -88,12 +101,12 @@ fn decompression_bombs_are_refused_before_decoding() {
         ImageError::TooLarge { width: 100_000, height: 100_000, max_megapixels: 80 }
     );
 
-    // A JPEG whose frame header declares 60000 x 60000.
-    let mut jpeg = vec![0xFF, 0xD8, 0xFF, 0xC0, 0x00, 0x11, 0x08];
-    jpeg.extend_from_slice(&60_000u16.to_be_bytes());
-    jpeg.extend_from_slice(&60_000u16.to_be_bytes());
-    jpeg.extend_from_slice(&[3, 1, 0x22, 0, 2, 0x11, 1, 3, 0x11, 1]);
-    jpeg.extend_from_slice(&[0xFF, 0xD9]);
+    // A real 16 x 16 JPEG whose frame header is made to declare 60000 x 60000.
+    let mut jpeg = Vec::new();
+    let tiny = image::RgbImage::from_pixel(16, 16, image::Rgb([90, 120, 200]));
+    image::codecs::jpeg::JpegEncoder::new(&mut jpeg).encode_image(&tiny).unwrap();
+    let frame = jpeg.windows(2).position(|m| m == [0xFF, 0xC0]).expect("a baseline frame");
+    jpeg[frame + 5..frame + 9].copy_from_slice(&[0xEA, 0x60, 0xEA, 0x60]);
     assert!(matches!(error_of(&jpeg), ImageError::TooLarge { width: 60_000, .. }));
 
     // A GIF whose screen and frame declare 65535 x 65535.
