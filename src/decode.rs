@@ -8,6 +8,8 @@ use std::io::Cursor;
 use image::metadata::Orientation;
 use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage};
 
+use crate::libjpeg;
+
 /// Image formats we take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -31,6 +33,7 @@ impl Format {
             Ok(image::ImageFormat::WebP) => Ok(Format::WebP),
             Ok(image::ImageFormat::Bmp) => Ok(Format::Bmp),
             Ok(other) => Err(ImageError::UnsupportedFormat(format!("{other:?}").to_uppercase())),
+            Err(_) if is_heif(bytes) => Err(ImageError::UnsupportedFormat("HEIC".into())),
             Err(_) => Err(ImageError::NotAnImage),
         }
     }
@@ -78,6 +81,16 @@ impl Format {
             Format::Bmp => image::ImageFormat::Bmp,
         }
     }
+}
+
+/// Whether the bytes are HEIC (HEIF), the format iPhones take photos in: an
+/// ISO media file whose major brand is one of HEIF's. `image` does not know
+/// it, and students should hear "convert it", not "not an image".
+fn is_heif(bytes: &[u8]) -> bool {
+    const BRANDS: [&[u8]; 8] =
+        [b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"];
+    bytes.get(4..8) == Some(b"ftyp".as_slice())
+        && bytes.get(8..12).is_some_and(|brand| BRANDS.contains(&brand))
 }
 
 /// Why an upload cannot be used as a picture.
@@ -168,17 +181,25 @@ fn decode_jpeg(
     limits: DecodeLimits,
     min_shorter_side: u32,
 ) -> Result<Decoded, ImageError> {
-    // A JPEG cut off in its scan data still decodes, with grey or repeated rows
-    // at the bottom; the decoder does not say so, the missing end marker does.
-    if !jpeg_is_complete(bytes) {
+    // A JPEG cut off in its scan data would decode with grey rows at the
+    // bottom, and the missing end marker says so before any work. Damaged
+    // data can make the walk over the markers lose its way, so a file that
+    // does end with the marker goes on to the decoder, which judges it.
+    if !jpeg_is_complete(bytes) && !bytes.ends_with(&[0xFF, 0xD9]) {
         return Err(ImageError::Truncated);
     }
 
-    // libjpeg stops on a broken file by unwinding out of the C library (the
-    // mozjpeg crate does so without calling the panic hook, so nothing is
-    // printed); the unwind ends here and becomes an error like any other.
+    // libjpeg stops by unwinding out of the C library (without calling the
+    // panic hook, so nothing is printed); the unwind ends here.
     let read = std::panic::catch_unwind(|| read_jpeg(bytes, limits, min_shorter_side));
-    let jpeg = read.unwrap_or_else(|payload| Err(ImageError::Corrupt(unwind_message(payload))))?;
+    let jpeg = read.unwrap_or_else(|payload| match payload.downcast::<libjpeg::Stop>() {
+        Ok(stop) => match *stop {
+            libjpeg::Stop::CutOff => Err(ImageError::Truncated),
+            libjpeg::Stop::Broken(reason) => Err(ImageError::Corrupt(reason)),
+        },
+        // A panic of our own code is a bug, not a bad file: let it go on.
+        Err(payload) => std::panic::resume_unwind(payload),
+    })?;
 
     let mut image = DynamicImage::ImageRgb8(jpeg.image);
     if let Some(orientation) = jpeg.orientation {
@@ -209,6 +230,7 @@ fn read_jpeg(
 
     let corrupt = |e: std::io::Error| ImageError::Corrupt(e.to_string());
     let mut jpeg = mozjpeg::Decompress::with_markers(&[Marker::APP(1), Marker::APP(14)])
+        .with_err(libjpeg::strict_errors())
         .from_mem(bytes)
         .map_err(corrupt)?;
     // JPEG sides are 16-bit numbers, so they always fit.
@@ -274,15 +296,6 @@ fn cmyk_to_rgb(pixels: &[u8], adobe: bool) -> Vec<u8> {
             [channel(p[0]), channel(p[1]), channel(p[2])]
         })
         .collect()
-}
-
-/// What libjpeg said when it gave up, from the payload of its unwind.
-fn unwind_message(payload: Box<dyn std::any::Any + Send>) -> String {
-    let message = match payload.downcast::<String>() {
-        Ok(message) => *message,
-        Err(payload) => payload.downcast_ref::<&str>().map_or("unknown error", |m| m).to_string(),
-    };
-    message.trim_start_matches("libjpeg fatal error: ").to_string()
 }
 
 /// Whether a JPEG's markers run all the way to its end-of-image marker.
@@ -414,6 +427,9 @@ mod tests {
         assert_eq!(Format::sniff(b"RIFF\0\0\0\0WEBPVP8 "), Ok(Format::WebP));
         assert_eq!(Format::sniff(b"BM......"), Ok(Format::Bmp));
         assert!(matches!(Format::sniff(b"II*\0......"), Err(ImageError::UnsupportedFormat(_))));
+        let heic = b"\0\0\0\x18ftypheic\0\0\0\0mif1heic";
+        assert_eq!(Format::sniff(heic), Err(ImageError::UnsupportedFormat("HEIC".into())));
+        assert_eq!(Format::sniff(b"\0\0\0\x18ftypisom...."), Err(ImageError::NotAnImage));
     }
 
     #[test]

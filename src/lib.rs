@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod decode;
 pub mod labels;
+mod libjpeg;
 pub mod logging;
 pub mod lrn;
 pub mod manifest;

@@ -75,6 +75,20 @@ fn a_jpeg_with_a_broken_table_is_refused_with_the_decoders_reason() {
 }
 
 #[test]
+fn a_jpeg_with_damaged_data_is_refused_though_it_ends_well() {
+    // Scrambled bytes in the middle of the scan: libjpeg would decode on with
+    // noise and a warning; the warning refuses it, and the file is not called
+    // cut off, for its end is there.
+    let mut cat = common::photo("cat.jpg");
+    let middle = cat.len() / 2;
+    cat[middle..middle + 2000].iter_mut().for_each(|b| *b = b.wrapping_mul(7).wrapping_add(13));
+    match error_of(&cat) {
+        ImageError::Corrupt(reason) => assert!(reason.starts_with("Corrupt JPEG data"), "{reason}"),
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+}
+
+#[test]
 fn cut_off_pngs_are_refused() {
     let mastiff = common::photo("bull-mastiff.png");
     for keep in [mastiff.len() / 2, mastiff.len() - 12, 40] {
