@@ -34,9 +34,8 @@ pub struct Classifier {
 pub struct Session {
     state: TypedSimpleState,
     resizer: Resizer,
-    /// The threads this session's inferences share, when they use several
-    /// (see [`set_threads`]).
-    threads: Option<Executor>,
+    /// The threads this session's inferences share (see [`set_threads`]).
+    threads: Executor,
 }
 
 impl Session {
@@ -55,8 +54,8 @@ impl Session {
         use tract_onnx::prelude::tract_linalg::multithread::multithread_tract_scope;
         let state = &mut self.state;
         match &self.threads {
-            Some(executor @ Executor::MultiThread(pool)) => {
-                pool.install(|| multithread_tract_scope(executor.clone(), || f(state)))
+            Executor::MultiThread(pool) => {
+                pool.install(|| multithread_tract_scope(self.threads.clone(), || f(state)))
             }
             _ => f(state),
         }
@@ -155,7 +154,11 @@ impl Classifier {
     /// A fresh per-thread session.
     pub fn session(&self) -> anyhow::Result<Session> {
         let threads = INFERENCE_THREADS.load(Ordering::Relaxed);
-        let threads = (threads > 1).then(|| Executor::multithread_with_name(threads, "inference"));
+        let threads = if threads > 1 {
+            Executor::multithread_with_name(threads, "inference")
+        } else {
+            Executor::SingleThread
+        };
         Ok(Session { state: self.plan.spawn()?, resizer: Resizer::new(), threads })
     }
 
