@@ -137,6 +137,18 @@ async fn japanese_names_are_kept_and_copies_never_overwrite() {
 }
 
 #[tokio::test]
+async fn a_full_width_login_is_the_same_student() {
+    let server = Start::http().start();
+    let eagle = common::photo("eagle.jpg");
+    let response = upload(&server.base(), "\u{3000}ｔａｒｏ", "eagle.jpg", &eagle, None).await;
+    assert_eq!(response.status(), 303);
+
+    assert_eq!(web_support::stored_photos(&server.uploads()), ["taro-eagle.jpg"]);
+    let log = web_support::results_log(&server.uploads());
+    assert_eq!(log[0]["login"], "taro");
+}
+
+#[tokio::test]
 async fn a_real_client_chunked_upload_is_classified() {
     let server = Start::http().start();
     let eagle = common::photo("eagle.jpg");
