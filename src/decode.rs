@@ -111,6 +111,13 @@ pub enum ImageError {
          we decode"
     )]
     TooLarge { width: u32, height: u32, max_megapixels: u64 },
+    /// The declared size is within the limit, but decoding needs more memory
+    /// than that size allows for (a frame or palette larger than the picture).
+    #[error(
+        "the image needs more memory to decode than its declared size allows (a frame larger \
+         than the picture?); at most {max_megapixels} megapixels are decoded"
+    )]
+    NeedsTooMuchMemory { max_megapixels: u64 },
     /// The file ends before the image does.
     #[error("the image is cut off before its end (was the upload or copy complete?)")]
     Truncated,
@@ -355,15 +362,14 @@ fn skip_entropy_coded_data(bytes: &[u8], mut from: usize) -> usize {
 
 fn decode_other(bytes: &[u8], format: Format, limits: DecodeLimits) -> Result<Decoded, ImageError> {
     let corrupt = |e: image::ImageError| match e {
-        image::ImageError::Limits(_) => ImageError::TooLarge {
-            width: 0,
-            height: 0,
-            max_megapixels: limits.max_pixels / 1_000_000,
-        },
+        image::ImageError::Limits(_) => {
+            ImageError::NeedsTooMuchMemory { max_megapixels: limits.max_pixels / 1_000_000 }
+        }
         image::ImageError::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
             ImageError::Truncated
         }
         other if is_eof_message(&other.to_string()) => ImageError::Truncated,
+        _ if riff_is_cut_off(bytes, format) => ImageError::Truncated,
         other => ImageError::Corrupt(other.to_string()),
     };
 
@@ -386,6 +392,14 @@ fn decode_other(bytes: &[u8], format: Format, limits: DecodeLimits) -> Result<De
         declared: (width, height),
         reduced_by: 1,
     })
+}
+
+/// Whether a WebP file is shorter than its RIFF header says: the WebP
+/// decoder reports the missing end as a corrupt bitstream.
+fn riff_is_cut_off(bytes: &[u8], format: Format) -> bool {
+    let Some(size) = bytes.get(4..8) else { return false };
+    let declared = u32::from_le_bytes(size.try_into().expect("four bytes"));
+    format == Format::WebP && (bytes.len() as u64) < u64::from(declared) + 8
 }
 
 fn is_eof_message(message: &str) -> bool {

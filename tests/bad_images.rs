@@ -130,6 +130,25 @@ fn decompression_bombs_are_refused_before_decoding() {
         0x2C, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0x00, 0x02, 0x02, 0x4C, 0x01, 0x00, 0x3B,
     ]);
     assert!(matches!(error_of(&gif), ImageError::TooLarge { .. }), "{:?}", error_of(&gif));
+
+    // A 10 x 10 GIF whose first frame declares 60000 x 60000: the size checked
+    // before decoding passes, the decoder's memory limit stops it.
+    let mut gif = b"GIF89a".to_vec();
+    gif.extend_from_slice(&[10, 0, 10, 0, 0x80, 0x00, 0x00, 0, 0, 0, 255, 255, 255]);
+    gif.extend_from_slice(&[
+        0x2C, 0, 0, 0, 0, 0x60, 0xEA, 0x60, 0xEA, 0x00, 0x02, 0x02, 0x4C, 0x01, 0x00, 0x3B,
+    ]);
+    assert_eq!(error_of(&gif), ImageError::NeedsTooMuchMemory { max_megapixels: 80 });
+}
+
+#[test]
+fn cut_off_webps_are_called_cut_off() {
+    let eagle = image::load_from_memory(&common::photo("eagle.jpg")).unwrap();
+    let mut webp = Vec::new();
+    eagle.write_to(&mut std::io::Cursor::new(&mut webp), image::ImageFormat::WebP).unwrap();
+    for keep in [webp.len() / 2, webp.len() - 10, 40] {
+        assert_eq!(error_of(&webp[..keep]), ImageError::Truncated, "eagle.webp cut at {keep}");
+    }
 }
 
 #[test]

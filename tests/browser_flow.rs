@@ -1,7 +1,7 @@
 //! A student's visit in a real browser: headless Chromium, through the real
 //! Apache over HTTPS (self-signed certificate), types a login name, chooses a
-//! photo, uploads it, reads the result and goes back. A screenshot of each
-//! page is left in `target/test-output/browser/`.
+//! photo, uploads it, reads the result and goes on to another photo. A
+//! screenshot of each page is left in `target/test-output/browser/`.
 
 mod common;
 
@@ -16,7 +16,7 @@ use thirtyfour::testing::run_browser_test;
 const UID: &str = "browser-student";
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_student_uploads_a_photo_in_chromium_and_goes_back() {
+async fn a_student_uploads_a_photo_in_chromium_and_tries_another() {
     let apache = Apache::start("browser");
     let out = apache::output_dir("browser");
     let profile = tempfile::tempdir().unwrap();
@@ -71,11 +71,18 @@ async fn visit(
     assert!(width > 0, "the photo did not load (naturalWidth {width})");
     driver.screenshot(&out.join("3-result.png")).await?;
 
-    // Back to the start, the login name still filled in.
-    driver.find(By::Id("back")).await?.click().await?;
+    // Another photo: straight back to the upload page, as the same student.
+    driver.find(By::Id("another")).await?.click().await?;
+    driver.query(By::Id("file")).first().await?;
+    let greeting = driver.find(By::Id("greeting")).await?.text().await?;
+    assert!(greeting.contains(UID), "greeting for another photo: {greeting}");
+    driver.screenshot(&out.join("4-another.png")).await?;
+
+    // Another name: the login page, the name filled in to be changed.
+    driver.find(By::Css("main p a")).await?.click().await?;
     let uid = driver.query(By::Id("uid")).first().await?;
-    assert_eq!(uid.value().await?.as_deref(), Some(UID), "login name after going back");
-    driver.screenshot(&out.join("4-back.png")).await?;
+    assert_eq!(uid.value().await?.as_deref(), Some(UID), "login name on the login page");
+    driver.screenshot(&out.join("5-login-again.png")).await?;
     Ok(())
 }
 

@@ -86,6 +86,10 @@ async fn each_photo_goes_from_login_to_its_result_page() {
         assert_eq!(page.matches("<td class=\"number\">").count(), 20, "10 ranks and 10 percents");
         assert!(page.contains("MobileNetV2"), "the model is named: {page}");
         assert!(page.contains("href=\"/ai/?lang=ja&amp;uid=taro\""), "back: {page}");
+        let another = "<form method=\"post\" action=\"/ai/goto_uploads_file?lang=ja\">\n  \
+                       <input type=\"hidden\" name=\"uid\" value=\"taro\">\n  \
+                       <input type=\"hidden\" name=\"lang\" value=\"ja\">";
+        assert!(page.contains(another), "another photo: {page}");
         let photo_url = format!("/ai/photo/{id}");
         assert!(page.contains(&format!("src=\"{photo_url}\"")), "{page}");
 

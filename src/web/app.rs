@@ -65,6 +65,18 @@ impl Context {
         format!("{}{path}?{}", self.mount, query.finish())
     }
 
+    /// What the button back to the upload page needs, when the student is
+    /// known: that page answers a form post of the login name.
+    pub fn another_photo(&self) -> serde_json::Value {
+        match &self.login {
+            Some(login) => json!({
+                "action": self.link("/goto_uploads_file", self.language, false),
+                "uid": login,
+            }),
+            None => serde_json::Value::Null,
+        }
+    }
+
     /// Picks up a language sent in a form, which beats the URL's.
     pub fn use_language(&mut self, chosen: Option<&str>) {
         if let Some(language) = chosen.and_then(Language::from_code) {
@@ -215,6 +227,7 @@ impl App {
                 "status": status.as_u16(),
                 "message": message,
                 "back_url": context.link("/", context.language, true),
+                "another": context.another_photo(),
             });
             let switch = Switch::Link(context.link("/", context.language.other(), true));
             match self.renderer.page("error", context.language, "error_title", &switch, data) {

@@ -28,6 +28,9 @@ pub enum RequestError {
     /// The body ended before the form did, or could not be read.
     #[error("the request was cut off: {0}")]
     CutOff(String),
+    /// The whole body came, but it is not a well-formed multipart form.
+    #[error("the form is malformed: {0}")]
+    MalformedForm(String),
     /// The body is larger than we take.
     #[error("the upload is larger than {limit} bytes")]
     TooBig { limit: u64 },
@@ -67,9 +70,10 @@ impl RequestError {
             ImageError::NotAnImage | ImageError::UnsupportedFormat(_) => {
                 RequestError::NotAnImage(error)
             }
-            ImageError::TooLarge { .. } | ImageError::Truncated | ImageError::Corrupt(_) => {
-                RequestError::BadImage(error)
-            }
+            ImageError::TooLarge { .. }
+            | ImageError::NeedsTooMuchMemory { .. }
+            | ImageError::Truncated
+            | ImageError::Corrupt(_) => RequestError::BadImage(error),
         }
     }
 
@@ -80,7 +84,8 @@ impl RequestError {
             | RequestError::NoFile
             | RequestError::NotMultipart
             | RequestError::NotAForm
-            | RequestError::CutOff(_) => StatusCode::BAD_REQUEST,
+            | RequestError::CutOff(_)
+            | RequestError::MalformedForm(_) => StatusCode::BAD_REQUEST,
             RequestError::TooBig { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             RequestError::LengthRequired => StatusCode::LENGTH_REQUIRED,
             RequestError::EmptyFile | RequestError::NotAnImage(_) => {
@@ -118,11 +123,14 @@ impl RequestError {
             RequestError::NotMultipart => "error_not_multipart",
             RequestError::NotAForm => "error_not_form",
             RequestError::CutOff(_) => "error_cut_off",
+            RequestError::MalformedForm(_) => "error_malformed_form",
             RequestError::TooBig { .. } => "error_too_big",
             RequestError::LengthRequired => "error_length_required",
             RequestError::NotAnImage(ImageError::UnsupportedFormat(_)) => "error_unsupported",
             RequestError::NotAnImage(_) => "error_not_image",
-            RequestError::BadImage(ImageError::TooLarge { .. }) => "error_too_many_pixels",
+            RequestError::BadImage(
+                ImageError::TooLarge { .. } | ImageError::NeedsTooMuchMemory { .. },
+            ) => "error_too_many_pixels",
             RequestError::BadImage(ImageError::Truncated) => "error_truncated",
             RequestError::BadImage(_) => "error_corrupt",
             RequestError::Busy => "error_busy",
@@ -142,7 +150,10 @@ impl RequestError {
             RequestError::NotAnImage(ImageError::UnsupportedFormat(format)) => {
                 vec![("format", format.clone())]
             }
-            RequestError::BadImage(ImageError::TooLarge { max_megapixels, .. }) => {
+            RequestError::BadImage(
+                ImageError::TooLarge { max_megapixels, .. }
+                | ImageError::NeedsTooMuchMemory { max_megapixels },
+            ) => {
                 vec![("max", max_megapixels.to_string())]
             }
             RequestError::Busy => vec![("seconds", RETRY_AFTER_SECONDS.to_string())],
@@ -164,6 +175,7 @@ mod tests {
             (ImageError::Truncated, 422),
             (ImageError::Corrupt("x".into()), 422),
             (ImageError::TooLarge { width: 1, height: 1, max_megapixels: 80 }, 422),
+            (ImageError::NeedsTooMuchMemory { max_megapixels: 80 }, 422),
         ];
         for (error, status) in cases {
             assert_eq!(
@@ -188,6 +200,7 @@ mod tests {
             RequestError::NotMultipart,
             RequestError::NotAForm,
             RequestError::CutOff("x".into()),
+            RequestError::MalformedForm("x".into()),
             RequestError::TooBig { limit: 20 << 20 },
             RequestError::LengthRequired,
             RequestError::NotAnImage(ImageError::NotAnImage),
@@ -199,6 +212,7 @@ mod tests {
                 height: 1,
                 max_megapixels: 80,
             }),
+            RequestError::BadImage(ImageError::NeedsTooMuchMemory { max_megapixels: 80 }),
             RequestError::Busy,
             RequestError::NotFound,
             RequestError::MethodNotAllowed { allow: "POST" },

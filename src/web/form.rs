@@ -3,6 +3,9 @@
 //! oversized upload is refused as soon as it passes the limit. What the
 //! fields mean is left to the pages.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use http::header::CONTENT_TYPE;
@@ -89,6 +92,8 @@ pub async fn read_upload(
 
     let body = std::mem::replace(&mut request.body, empty_body());
     let body = non_empty(body, request.content_length().is_some()).await?;
+    let arrival = Arrival { declared: request.content_length(), received: Arc::default() };
+    let body = arrival.count(body);
     let limits = SizeLimit::new()
         .whole_stream(whole_limit)
         .per_field(max_file_bytes)
@@ -99,15 +104,23 @@ pub async fn read_upload(
 
     let mut form = UploadForm::default();
     while let Some(field) =
-        multipart.next_field().await.map_err(|e| upload_error(e, max_file_bytes))?
+        multipart.next_field().await.map_err(|e| upload_error(e, max_file_bytes, &arrival))?
     {
         let name = field.name().unwrap_or("").to_string();
         match name.as_str() {
-            "uid" => form.login = Some(text(field, max_file_bytes).await?),
-            "lang" => form.lang = Some(text(field, max_file_bytes).await?),
+            // Of repeated fields the first counts, as in the login form.
+            "uid" => {
+                let login = text(field, max_file_bytes, &arrival).await?;
+                form.login.get_or_insert(login);
+            }
+            "lang" => {
+                let lang = text(field, max_file_bytes, &arrival).await?;
+                form.lang.get_or_insert(lang);
+            }
             "file" => {
                 let file_name = field.file_name().map(str::to_string);
-                let bytes = field.bytes().await.map_err(|e| upload_error(e, max_file_bytes))?;
+                let bytes =
+                    field.bytes().await.map_err(|e| upload_error(e, max_file_bytes, &arrival))?;
                 // A browser sends an empty, nameless part when no file was
                 // chosen; keep the first part that holds something.
                 let chosen =
@@ -122,7 +135,11 @@ pub async fn read_upload(
     Ok(form)
 }
 
-async fn text(field: multer::Field<'_>, max_file_bytes: u64) -> Result<String, RequestError> {
+async fn text(
+    field: multer::Field<'_>,
+    max_file_bytes: u64,
+    arrival: &Arrival,
+) -> Result<String, RequestError> {
     let name = field.name().unwrap_or("").to_string();
     field.text().await.map_err(|e| match e {
         multer::Error::FieldSizeExceeded { .. } if name == "uid" => {
@@ -130,16 +147,45 @@ async fn text(field: multer::Field<'_>, max_file_bytes: u64) -> Result<String, R
         }
         // No language code is this long: the form was not made by our page.
         multer::Error::FieldSizeExceeded { .. } => RequestError::NotMultipart,
-        other => upload_error(other, max_file_bytes),
+        other => upload_error(other, max_file_bytes, arrival),
     })
 }
 
-/// Maps multer's errors to what the student is told.
-fn upload_error(error: multer::Error, max_file_bytes: u64) -> RequestError {
+/// How much of an upload's body has arrived, against its declared length.
+struct Arrival {
+    declared: Option<u64>,
+    received: Arc<AtomicU64>,
+}
+
+impl Arrival {
+    /// The body, counting its bytes as multer reads them.
+    fn count(&self, body: Body) -> Body {
+        let received = Arc::clone(&self.received);
+        Box::pin(body.inspect(move |chunk| {
+            if let Ok(chunk) = chunk {
+                received.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+            }
+        }))
+    }
+
+    /// Whether every declared byte came. Without a declared length it cannot
+    /// be known, and the body is taken to be cut off.
+    fn whole(&self) -> bool {
+        self.declared.is_some_and(|length| self.received.load(Ordering::Relaxed) >= length)
+    }
+}
+
+/// Maps multer's errors to what the student is told. A form that ends early
+/// or whose part headers cannot be read was cut off only if its bytes did not
+/// all come; if they did, the sender wrote a broken form (in a browser, most
+/// likely a file name holding control characters, which browsers send raw).
+fn upload_error(error: multer::Error, max_file_bytes: u64, arrival: &Arrival) -> RequestError {
     match error {
         multer::Error::FieldSizeExceeded { .. } | multer::Error::StreamSizeExceeded { .. } => {
             RequestError::TooBig { limit: max_file_bytes }
         }
+        multer::Error::StreamReadFailed(_) => RequestError::CutOff(error.to_string()),
+        other if arrival.whole() => RequestError::MalformedForm(other.to_string()),
         other => RequestError::CutOff(other.to_string()),
     }
 }
@@ -197,9 +243,12 @@ mod tests {
     }
 
     #[test]
-    fn fields_come_in_any_order() {
-        let mut request =
-            multipart_request(&[("file", Some("猫.jpg"), b"abc"), ("uid", None, b"taro")]);
+    fn fields_come_in_any_order_and_the_first_of_repeated_ones_counts() {
+        let mut request = multipart_request(&[
+            ("file", Some("猫.jpg"), b"abc"),
+            ("uid", None, b"taro"),
+            ("uid", None, b"jiro"),
+        ]);
         let form = read(&mut request, 100).unwrap();
         assert_eq!(form.login.as_deref(), Some("taro"));
         let file = form.file.unwrap();
@@ -239,6 +288,34 @@ mod tests {
         let bytes = runtime.block_on(whole_body.next()).unwrap().unwrap();
         let mut cut = cut.with_body(bytes.slice(..bytes.len() - 20));
         assert!(matches!(read(&mut cut, 100), Err(RequestError::CutOff(_))));
+    }
+
+    #[test]
+    fn a_whole_but_broken_form_is_not_called_cut_off() {
+        fn with_length(mut request: Request, length: usize) -> Request {
+            request.headers.insert(http::header::CONTENT_LENGTH, length.into());
+            request
+        }
+        let whole =
+            b"--XyZ\r\nContent-Disposition: form-data; name=\"uid\"\r\n\r\ntaro\r\n--XyZ--\r\n";
+        let ends_early = &whole[..whole.len() - 12];
+        let control_byte = b"--XyZ\r\nContent-Disposition: form-data; name=\"file\"; \
+                             filename=\"a\x01b.jpg\"\r\n\r\nxyz\r\n--XyZ--\r\n";
+        let cases: [(&[u8], usize, &str); 4] = [
+            (ends_early, ends_early.len(), "malformed"),
+            (control_byte, control_byte.len(), "malformed"),
+            (ends_early, whole.len(), "cut off"),
+            (&control_byte[..20], control_byte.len(), "cut off"),
+        ];
+        for (body, length, expected) in cases {
+            let request = multipart_request(&[]).with_body(Bytes::copy_from_slice(body));
+            let got = match read(&mut with_length(request, length), 100) {
+                Err(RequestError::MalformedForm(_)) => "malformed",
+                Err(RequestError::CutOff(_)) => "cut off",
+                other => panic!("{other:?}"),
+            };
+            assert_eq!(got, expected, "{} of {length} bytes", body.len());
+        }
     }
 
     #[test]

@@ -35,9 +35,11 @@ impl Language {
         }
     }
 
-    /// Reads a `lang=` value; anything else is `None`.
+    /// Reads a `lang=` value by its primary subtag (`en-US` is English);
+    /// anything else is `None`.
     pub fn from_code(code: &str) -> Option<Language> {
-        match code.trim().to_ascii_lowercase().as_str() {
+        let primary = code.trim().split(['-', '_']).next().unwrap_or("");
+        match primary.to_ascii_lowercase().as_str() {
             "ja" => Some(Language::Ja),
             "en" => Some(Language::En),
             _ => None,
@@ -77,8 +79,7 @@ fn preferred(header: &str) -> Option<Language> {
             .filter_map(|p| p.trim().strip_prefix("q="))
             .find_map(|q| q.trim().parse::<f32>().ok())
             .unwrap_or(1.0);
-        let primary = tag.split('-').next().unwrap_or("");
-        let Some(language) = Language::from_code(primary) else { continue };
+        let Some(language) = Language::from_code(tag) else { continue };
         if q > 0.0 && best.is_none_or(|(best_q, _)| q > best_q) {
             best = Some((q, language));
         }
@@ -197,6 +198,9 @@ mod tests {
         assert_eq!(Language::negotiate(Some("en"), Some("ja"), ja), Language::En);
         assert_eq!(Language::negotiate(Some("ja"), Some("en"), ja), Language::Ja);
         assert_eq!(Language::negotiate(Some("xx"), Some("en"), ja), Language::En);
+        assert_eq!(Language::negotiate(Some("en-US"), Some("ja"), ja), Language::En);
+        assert_eq!(Language::negotiate(Some("ja_JP"), Some("en"), ja), Language::Ja);
+        assert_eq!(Language::negotiate(Some("english"), None, ja), Language::Ja);
         assert_eq!(Language::negotiate(None, None, ja), Language::Ja);
         assert_eq!(Language::negotiate(None, Some("de"), Language::En), Language::En);
     }

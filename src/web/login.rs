@@ -39,22 +39,36 @@ pub fn check_login(raw: Option<&str>) -> Result<String, LoginProblem> {
     Ok(login.to_string())
 }
 
-/// Characters that show nothing themselves but change how the text around
-/// them is shown (right-to-left overrides, zero-width spaces and joiners,
-/// soft hyphens, byte-order marks), and U+FFFD, which stands for bytes that
-/// were not UTF-8. In a name they would make one student's name or file
-/// look like another's.
+/// Characters that show nothing, or nothing but blank space that is not a
+/// space, and so would make one student's name or file look like another's or
+/// like no name at all: Unicode's default-ignorable code points (zero-width
+/// spaces and joiners, direction marks and overrides, soft hyphens,
+/// variation selectors, Hangul fillers, tag characters, byte-order marks),
+/// the line and paragraph separators, the blank braille pattern, and the
+/// interlinear annotation marks and U+FFFD, which stands for bytes that were
+/// not UTF-8. The default-ignorable ranges are those of Unicode 16's
+/// DerivedCoreProperties.txt.
 fn is_hidden_format(c: char) -> bool {
     matches!(
         c,
         '\u{ad}'
+            | '\u{34f}'
             | '\u{61c}'
-            | '\u{180e}'
+            | '\u{115f}'..='\u{1160}'
+            | '\u{17b4}'..='\u{17b5}'
+            | '\u{180b}'..='\u{180f}'
             | '\u{200b}'..='\u{200f}'
-            | '\u{202a}'..='\u{202e}'
+            | '\u{2028}'..='\u{202e}'
             | '\u{2060}'..='\u{206f}'
+            | '\u{2800}'
+            | '\u{3164}'
+            | '\u{fe00}'..='\u{fe0f}'
             | '\u{feff}'
-            | '\u{fff9}'..='\u{fffd}'
+            | '\u{ffa0}'
+            | '\u{fff0}'..='\u{fffd}'
+            | '\u{1bca0}'..='\u{1bca3}'
+            | '\u{1d173}'..='\u{1d17a}'
+            | '\u{e0000}'..='\u{e0fff}'
     )
 }
 
@@ -66,7 +80,7 @@ mod tests {
     fn login_names_are_checked() {
         let long = "あ".repeat(MAX_LOGIN_CHARS);
         let too_long = "a".repeat(MAX_LOGIN_CHARS + 1);
-        let cases: [(Option<&str>, Result<&str, LoginProblem>); 18] = [
+        let cases: [(Option<&str>, Result<&str, LoginProblem>); 25] = [
             (Some("taro"), Ok("taro")),
             (Some("  s1234567 \t"), Ok("s1234567")),
             (Some("山田 花子"), Ok("山田 花子")),
@@ -85,6 +99,13 @@ mod tests {
             (Some("ta\u{202e}ro"), Err(LoginProblem::ControlCharacters)),
             (Some("ta\u{200b}ro"), Err(LoginProblem::ControlCharacters)),
             (Some("\u{fffd}\u{fffd}"), Err(LoginProblem::ControlCharacters)),
+            (Some("\u{3164}"), Err(LoginProblem::ControlCharacters)),
+            (Some("\u{2800}"), Err(LoginProblem::ControlCharacters)),
+            (Some("taro\u{e0041}"), Err(LoginProblem::ControlCharacters)),
+            (Some("ta\u{fe0f}ro"), Err(LoginProblem::ControlCharacters)),
+            (Some("ta\u{34f}ro"), Err(LoginProblem::ControlCharacters)),
+            (Some("ta\u{2028}ro"), Err(LoginProblem::ControlCharacters)),
+            (Some("太郎😀"), Ok("太郎😀")),
         ];
         for (input, expected) in cases {
             assert_eq!(check_login(input), expected.map(str::to_string), "{input:?}");

@@ -100,6 +100,7 @@ impl App {
             "time": catalogue.format(language, "result_time", &[("ms", &millis)]),
             "rows": rows,
             "back_url": context.link("/", language, true),
+            "another": context.another_photo(),
         });
         let switch = Switch::Link(context.link(&format!("/result/{id}"), language.other(), false));
         let page = self.render("result", context, "result_title", &switch, data)?;

@@ -14,6 +14,10 @@ use super::i18n::{Catalogue, Language};
 /// The pages, each a template file `<name>.hbs` using the `layout` partial.
 pub const PAGES: [&str; 4] = ["login", "upload", "result", "error"];
 
+/// Templates the pages include: the frame of every page, and the button back
+/// to the upload page.
+const PARTIALS: [&str; 2] = ["layout", "another_photo"];
+
 /// The templates and the message catalogue.
 #[derive(Debug)]
 pub struct Renderer {
@@ -30,17 +34,19 @@ pub enum Switch {
 }
 
 impl Renderer {
-    /// Loads `layout.hbs`, the pages and `messages.toml` from `dir`.
+    /// Loads the partials, the pages and `messages.toml` from `dir`.
     pub fn load(dir: &Path) -> anyhow::Result<Renderer> {
         let mut handlebars = Handlebars::new();
         handlebars.set_strict_mode(true);
         handlebars.register_escape_fn(escape_html);
-        let layout = dir.join("layout.hbs");
-        let text = std::fs::read_to_string(&layout)
-            .with_context(|| format!("cannot read template {}", layout.display()))?;
-        handlebars
-            .register_partial("layout", text)
-            .with_context(|| format!("template {} is not valid", layout.display()))?;
+        for partial in PARTIALS {
+            let path = dir.join(format!("{partial}.hbs"));
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read template {}", path.display()))?;
+            handlebars
+                .register_partial(partial, text)
+                .with_context(|| format!("template {} is not valid", path.display()))?;
+        }
         for page in PAGES {
             let path = dir.join(format!("{page}.hbs"));
             handlebars
