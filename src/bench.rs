@@ -247,7 +247,7 @@ fn profile(session: &mut model::Session, input: Tensor, runs: usize) -> anyhow::
     let mut nodes: Vec<_> = by_node.iter().collect();
     nodes.sort_by(|a, b| b.1 .2.cmp(&a.1 .2));
     println!("costliest nodes:");
-    for (name, (op, shape, d)) in nodes.iter().take(400) {
+    for (name, (op, shape, d)) in nodes.iter().take(20) {
         println!("  {:8.2} ms  {op:<24} {name:<40} {shape}", per_run(*d));
     }
     Ok(ExitCode::SUCCESS)
