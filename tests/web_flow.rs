@@ -318,8 +318,19 @@ async fn unknown_paths_get_404_and_wrong_methods_405() {
     assert_eq!(response.status(), 301);
     assert_eq!(response.headers()[LOCATION], "/ai/");
 
+    let get = client.get(format!("{base}/")).send().await.unwrap();
+    let length = get.text().await.unwrap().len().to_string();
     let response = client.head(format!("{base}/")).send().await.unwrap();
     assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-length"], length.as_str(), "HEAD's length");
+
+    // A hand-made long path is cut short in the log line.
+    let long = format!("/ai/{}", "x".repeat(20_000));
+    let response = client.get(format!("{origin}{long}")).send().await.unwrap();
+    assert_eq!(response.status(), 404);
+    let log = server.wait_for_log("(20004 bytes)");
+    let line = log.lines().find(|l| l.contains("(20004 bytes)")).unwrap();
+    assert!(line.len() < 400, "{line}");
 }
 
 #[tokio::test]

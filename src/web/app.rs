@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::header::{HeaderValue, ACCEPT_LANGUAGE, ALLOW, LOCATION, RETRY_AFTER};
+use http::header::{HeaderValue, ACCEPT_LANGUAGE, ALLOW, CONTENT_LENGTH, LOCATION, RETRY_AFTER};
 use http::{Method, StatusCode};
 use serde_json::json;
 
@@ -112,11 +112,10 @@ impl App {
     /// Answers one request, and logs it.
     pub async fn handle(&self, mut request: Request) -> Response {
         let start = Instant::now();
+        let shown = logged_path(&request.mount, &request.path);
         log::debug!(
-            "request started method={} path={}{} client={}",
+            "request started method={} path={shown} client={}",
             request.method,
-            request.mount,
-            request.path,
             request.remote
         );
         let mut context = Context {
@@ -138,7 +137,6 @@ impl App {
         let mut response = match outcome {
             Ok(response) => response,
             Err(error) => {
-                let shown = format!("{}{}", request.mount, request.path);
                 if error.is_ours() {
                     log::error!("request failed path={shown} client={}: {error:#}", request.remote);
                 } else {
@@ -148,14 +146,14 @@ impl App {
             }
         };
         if request.method == Method::HEAD {
+            // HEAD announces the length the GET would have.
+            response.headers.insert(CONTENT_LENGTH, HeaderValue::from(response.body.len()));
             response.body = bytes::Bytes::new();
         }
 
         log::info!(
-            "request method={} path={}{} status={} login={} top1={} ms={:.1} client={}",
+            "request method={} path={shown} status={} login={} top1={} ms={:.1} client={}",
             request.method,
-            request.mount,
-            request.path,
             response.status.as_u16(),
             quoted(context.login.as_deref().or(response.log.login.as_deref())),
             quoted(context.top1.as_deref().or(response.log.top1.as_deref())),
@@ -177,7 +175,7 @@ impl App {
         log::info!(
             "request method={} path={} status=404 login=- top1=- ms=0.0 client={}",
             request.method,
-            request.path,
+            logged_path("", &request.path),
             request.remote
         );
         self.error_response(&RequestError::NotFound, &context)
@@ -247,6 +245,23 @@ impl App {
         }
         response
     }
+}
+
+/// The longest path a log line shows, in bytes.
+const LOGGED_PATH_BYTES: usize = 200;
+
+/// The request's path for the log: cut short when a hand-made URL is long,
+/// so that one request stays one readable line.
+fn logged_path(mount: &str, path: &str) -> String {
+    let whole = format!("{mount}{path}");
+    if whole.len() <= LOGGED_PATH_BYTES {
+        return whole;
+    }
+    let mut end = LOGGED_PATH_BYTES;
+    while !whole.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…({} bytes)", &whole[..end], whole.len())
 }
 
 /// A log value: quoted with escapes when present (login names may hold
