@@ -6,6 +6,7 @@ pub mod classify_cmd;
 pub mod cli;
 pub mod config;
 pub mod decode;
+pub mod depthwise;
 pub mod labels;
 mod libjpeg;
 pub mod logging;

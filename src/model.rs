@@ -19,7 +19,7 @@ use crate::decode::{self, DecodeLimits, Format, ImageError};
 use crate::labels::Labels;
 use crate::manifest::{Manifest, OutputKind};
 use crate::preprocess::Preprocessor;
-use crate::{lrn, maxpool};
+use crate::{depthwise, lrn, maxpool};
 
 /// A loaded model, ready to classify from any thread.
 pub struct Classifier {
@@ -312,6 +312,7 @@ pub fn load_plan(
     );
     let mut typed = typed.into_decluttered()?;
     maxpool::replace_in(&mut typed)?;
+    depthwise::replace_in(&mut typed)?;
     typed.optimize()?;
     Ok(typed.into_runnable()?)
 }
