@@ -11,6 +11,7 @@ pub mod labels;
 mod libjpeg;
 pub mod logging;
 pub mod lrn;
+pub mod malloc;
 pub mod manifest;
 pub mod maxpool;
 pub mod model;

@@ -4,6 +4,8 @@ use clap::Parser;
 use imagenet_classroom::cli::{Cli, Command};
 
 fn main() -> ExitCode {
+    imagenet_classroom::malloc::keep_memory_for_reuse();
+
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Classify(args) => imagenet_classroom::classify_cmd::run(args),

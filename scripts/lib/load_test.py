@@ -119,17 +119,19 @@ def memory_kib(pids):
     return rss, hwm
 
 
-def cpu_seconds(pids):
-    """CPU time (user + system) the pids have used so far."""
-    total = 0
+def cpu_and_faults(pids):
+    """CPU time (user + system, seconds) and page faults that needed no disk
+    (minflt: mostly fresh memory the kernel had to clear) of the pids so far."""
+    ticks = faults = 0
     for pid in pids:
         try:
             stat = Path(f"/proc/{pid}/stat").read_text()
         except OSError:
             return None
         fields = stat.rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])
-    return total / CLOCK_TICKS
+        faults += int(fields[7])
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / CLOCK_TICKS, faults
 
 
 def mib(kib):
@@ -342,7 +344,7 @@ async def main_async(args):
     total = args.requests
     run = Run(args, pids, total)
     before = memory_kib(pids)
-    cpu_before = cpu_seconds(pids)
+    cpu_before = cpu_and_faults(pids)
     usage_before = resource.getrusage(resource.RUSAGE_SELF)
     per_student, extra = divmod(total, args.students)
     run.start = time.monotonic()
@@ -352,7 +354,7 @@ async def main_async(args):
     ))
     wall = time.monotonic() - run.start
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    cpu_after = cpu_seconds(pids)
+    cpu_after = cpu_and_faults(pids)
     after = memory_kib(pids)
 
     # The report.
@@ -385,9 +387,11 @@ async def main_async(args):
     for step, count in run.resent.most_common():
         print(f"resent after the server closed a kept-alive connection: {count} x {step}")
     if cpu_before is not None and cpu_after is not None:
-        busy = cpu_after - cpu_before
+        busy = cpu_after[0] - cpu_before[0]
+        faults = cpu_after[1] - cpu_before[1]
         print(f"worker CPU: {busy / wall:.2f} cores busy on average, "
-              f"{busy / max(ok, 1) * 1e3:.0f} ms of CPU per upload")
+              f"{busy / max(ok, 1) * 1e3:.0f} ms of CPU and {faults / max(ok, 1):.0f} "
+              "page faults per upload")
     client_cpu = (usage.ru_utime + usage.ru_stime - usage_before.ru_utime
                   - usage_before.ru_stime)
     print(f"this load test's own CPU: {client_cpu / wall:.2f} cores (taken from the same "
