@@ -165,10 +165,12 @@ async fn uploads_over_the_limit_are_refused_without_reading_them_whole() {
     // Declared too big: refused on the Content-Length alone. The server reads
     // and drops up to twice the limit so that the client, still sending, can
     // read the answer; past that it closes and the client would see a reset.
+    // The name in the form's address, as the upload page sends it, brings the
+    // button back to the upload page.
     let big = vec![0u8; 2 * 1024 * 1024];
     let (content_type, body) = multipart(&[field("uid", "taro"), file("big.jpg", &big)]);
     let response = client
-        .post(&url)
+        .post(format!("{url}?lang=ja&uid=taro"))
         .header(CONTENT_TYPE, &content_type)
         .header(CONTENT_LENGTH, body.len())
         .body(body.clone())
@@ -176,7 +178,10 @@ async fn uploads_over_the_limit_are_refused_without_reading_them_whole() {
         .await
         .unwrap();
     assert_eq!(response.status(), 413);
-    assert!(response.text().await.unwrap().contains("1 MiB"));
+    let page = response.text().await.unwrap();
+    assert!(page.contains("1 MiB"), "{page}");
+    let another = "<input type=\"hidden\" name=\"uid\" value=\"taro\">";
+    assert!(page.contains("id=\"another\"") && page.contains(another), "{page}");
 
     // Chunked, no length: refused once the stream passes the limit.
     let chunks: Vec<Result<Vec<u8>, std::io::Error>> =

@@ -61,7 +61,7 @@ async fn each_photo_goes_from_login_to_its_result_page() {
     let page = upload_page.text().await.unwrap();
     assert!(page.contains("taro さん"), "{page}");
     assert!(page.contains("enctype=\"multipart/form-data\""), "{page}");
-    assert!(page.contains("action=\"/ai/uploads_file?lang=ja\""), "{page}");
+    assert!(page.contains("action=\"/ai/uploads_file?lang=ja&amp;uid=taro\""), "{page}");
     assert!(page.contains("value=\"taro\""), "{page}");
     assert!(page.contains("20 MiB"), "the limit is stated: {page}");
 
@@ -269,6 +269,10 @@ async fn everything_typed_is_escaped() {
     let login = http_client().get(format!("{base}/?uid=%3Cb%3Ehi")).send().await.unwrap();
     let text = login.text().await.unwrap();
     assert!(text.contains("value=\"&lt;b&gt;hi\"") && !text.contains("<b>hi"), "{text}");
+    // A name that would be refused does not fill the field.
+    let login = http_client().get(format!("{base}/?uid=a%00b")).send().await.unwrap();
+    let text = login.text().await.unwrap();
+    assert!(text.contains("name=\"uid\" value=\"\"") && !text.contains('\0'), "{text}");
 
     let response = upload(&base, evil, "<img src=x>.jpg", &common::photo("eagle.jpg"), None).await;
     assert_eq!(response.status(), 303);

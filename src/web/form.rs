@@ -4,7 +4,8 @@
 //! fields mean is left to the pages.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::Poll;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
@@ -91,36 +92,49 @@ pub async fn read_upload(
     }
 
     let body = std::mem::replace(&mut request.body, empty_body());
-    let body = non_empty(body, request.content_length().is_some()).await?;
-    let arrival = Arrival { declared: request.content_length(), received: Arc::default() };
-    let body = arrival.count(body);
+    let body = non_empty(body, request.content_length()).await?;
+    let arrival = Arrival::new(body, request.content_length());
     let limits = SizeLimit::new()
         .whole_stream(whole_limit)
         .per_field(max_file_bytes)
         .for_field("uid", TEXT_FIELD_LIMIT)
         .for_field("lang", TEXT_FIELD_LIMIT);
-    let mut multipart =
-        Multipart::with_constraints(body, boundary, Constraints::new().size_limit(limits));
+    let multipart = Multipart::with_constraints(
+        arrival.stream(),
+        boundary,
+        Constraints::new().size_limit(limits),
+    );
 
+    match read_fields(multipart, max_file_bytes).await {
+        Err(RequestError::MalformedForm(reason)) => Err(arrival.settle(reason).await),
+        outcome => outcome,
+    }
+}
+
+/// The fields of a multipart form. A form multer cannot read is reported as
+/// malformed; whether it was in fact cut off is for the caller to settle.
+async fn read_fields(
+    mut multipart: Multipart<'_>,
+    max_file_bytes: u64,
+) -> Result<UploadForm, RequestError> {
     let mut form = UploadForm::default();
     while let Some(field) =
-        multipart.next_field().await.map_err(|e| upload_error(e, max_file_bytes, &arrival))?
+        multipart.next_field().await.map_err(|e| upload_error(e, max_file_bytes))?
     {
         let name = field.name().unwrap_or("").to_string();
         match name.as_str() {
             // Of repeated fields the first counts, as in the login form.
             "uid" => {
-                let login = text(field, max_file_bytes, &arrival).await?;
+                let login = text(field, max_file_bytes).await?;
                 form.login.get_or_insert(login);
             }
             "lang" => {
-                let lang = text(field, max_file_bytes, &arrival).await?;
+                let lang = text(field, max_file_bytes).await?;
                 form.lang.get_or_insert(lang);
             }
             "file" => {
                 let file_name = field.file_name().map(str::to_string);
-                let bytes =
-                    field.bytes().await.map_err(|e| upload_error(e, max_file_bytes, &arrival))?;
+                let bytes = field.bytes().await.map_err(|e| upload_error(e, max_file_bytes))?;
                 // A browser sends an empty, nameless part when no file was
                 // chosen; keep the first part that holds something.
                 let chosen =
@@ -135,11 +149,7 @@ pub async fn read_upload(
     Ok(form)
 }
 
-async fn text(
-    field: multer::Field<'_>,
-    max_file_bytes: u64,
-    arrival: &Arrival,
-) -> Result<String, RequestError> {
+async fn text(field: multer::Field<'_>, max_file_bytes: u64) -> Result<String, RequestError> {
     let name = field.name().unwrap_or("").to_string();
     field.text().await.map_err(|e| match e {
         multer::Error::FieldSizeExceeded { .. } if name == "uid" => {
@@ -147,53 +157,76 @@ async fn text(
         }
         // No language code is this long: the form was not made by our page.
         multer::Error::FieldSizeExceeded { .. } => RequestError::NotMultipart,
-        other => upload_error(other, max_file_bytes, arrival),
+        other => upload_error(other, max_file_bytes),
     })
 }
 
-/// How much of an upload's body has arrived, against its declared length.
+/// An upload's body, counted against its declared length as it is read, and
+/// kept within reach: multer may give up on a form before its end has
+/// arrived, and only the rest tells a broken form from a cut-off one.
 struct Arrival {
     declared: Option<u64>,
     received: Arc<AtomicU64>,
+    body: Arc<Mutex<Body>>,
 }
 
 impl Arrival {
-    /// The body, counting its bytes as multer reads them.
-    fn count(&self, body: Body) -> Body {
-        let received = Arc::clone(&self.received);
-        Box::pin(body.inspect(move |chunk| {
-            if let Ok(chunk) = chunk {
+    fn new(body: Body, declared: Option<u64>) -> Arrival {
+        Arrival { declared, received: Arc::default(), body: Arc::new(Mutex::new(body)) }
+    }
+
+    /// The body from where it has been read up to, counting what it yields.
+    fn stream(&self) -> Body {
+        let (body, received) = (Arc::clone(&self.body), Arc::clone(&self.received));
+        Box::pin(futures_util::stream::poll_fn(move |context| {
+            let mut body = body.lock().unwrap_or_else(PoisonError::into_inner);
+            let polled = body.as_mut().poll_next(context);
+            if let Poll::Ready(Some(Ok(chunk))) = &polled {
                 received.fetch_add(chunk.len() as u64, Ordering::Relaxed);
             }
+            polled
         }))
     }
 
-    /// Whether every declared byte came. Without a declared length it cannot
-    /// be known, and the body is taken to be cut off.
-    fn whole(&self) -> bool {
-        self.declared.is_some_and(|length| self.received.load(Ordering::Relaxed) >= length)
+    /// What a form multer could not read was: broken if every declared byte
+    /// comes (in a browser, most likely a file name holding control
+    /// characters, which browsers send raw), else cut off. Without a declared
+    /// length it cannot be known, and it is taken to be cut off.
+    async fn settle(&self, reason: String) -> RequestError {
+        let Some(declared) = self.declared else { return RequestError::CutOff(reason) };
+        let mut rest = self.stream();
+        while self.received.load(Ordering::Relaxed) < declared {
+            match rest.next().await {
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => break,
+            }
+        }
+        if self.received.load(Ordering::Relaxed) >= declared {
+            RequestError::MalformedForm(reason)
+        } else {
+            RequestError::CutOff(reason)
+        }
     }
 }
 
-/// Maps multer's errors to what the student is told. A form that ends early
-/// or whose part headers cannot be read was cut off only if its bytes did not
-/// all come; if they did, the sender wrote a broken form (in a browser, most
-/// likely a file name holding control characters, which browsers send raw).
-fn upload_error(error: multer::Error, max_file_bytes: u64, arrival: &Arrival) -> RequestError {
+/// Maps multer's errors to what the student is told. A form whose parts
+/// cannot be read is reported as malformed until `Arrival::settle` says
+/// whether it was cut off instead.
+fn upload_error(error: multer::Error, max_file_bytes: u64) -> RequestError {
     match error {
         multer::Error::FieldSizeExceeded { .. } | multer::Error::StreamSizeExceeded { .. } => {
             RequestError::TooBig { limit: max_file_bytes }
         }
         multer::Error::StreamReadFailed(_) => RequestError::CutOff(error.to_string()),
-        other if arrival.whole() => RequestError::MalformedForm(other.to_string()),
-        other => RequestError::CutOff(other.to_string()),
+        other => RequestError::MalformedForm(other.to_string()),
     }
 }
 
 /// Waits for the body's first bytes. A body that ends before any byte
-/// arrives is either cut off or, when no length was declared, a chunked
-/// upload the web server did not pass on: say so rather than "no file".
-async fn non_empty(mut body: Body, length_declared: bool) -> Result<Body, RequestError> {
+/// arrives is empty by its declared length (not a form), cut off, or, when
+/// no length was declared, a chunked upload the web server did not pass on:
+/// say so rather than "no file".
+async fn non_empty(mut body: Body, declared: Option<u64>) -> Result<Body, RequestError> {
     loop {
         match body.next().await {
             Some(Ok(chunk)) if chunk.is_empty() => continue,
@@ -202,10 +235,13 @@ async fn non_empty(mut body: Body, length_declared: bool) -> Result<Body, Reques
                 return Ok(Box::pin(first.chain(body)));
             }
             Some(Err(e)) => return Err(RequestError::CutOff(e.to_string())),
-            None if length_declared => {
-                return Err(RequestError::CutOff("the request has no body".into()))
+            None => {
+                return Err(match declared {
+                    Some(0) => RequestError::MalformedForm("the request's body is empty".into()),
+                    Some(_) => RequestError::CutOff("the request has no body".into()),
+                    None => RequestError::LengthRequired,
+                })
             }
-            None => return Err(RequestError::LengthRequired),
         }
     }
 }
@@ -318,6 +354,30 @@ mod tests {
         }
     }
 
+    /// multer gives up at a broken part header while most of a photo is still
+    /// on its way: what is missing is read before the form is called cut off.
+    #[test]
+    fn a_broken_form_is_judged_on_all_its_bytes() {
+        let head = b"--XyZ\r\nContent-Disposition: form-data; name=\"file\"; \
+                     filename=\"a\x01b.jpg\"\r\n\r\n";
+        let mut rest = vec![b'p'; 100_000];
+        rest.extend_from_slice(b"\r\n--XyZ--\r\n");
+        let length = head.len() + rest.len();
+
+        for (sent, expected) in [(rest.len(), "malformed"), (rest.len() - 1, "cut off")] {
+            let mut request = multipart_request(&[]);
+            request.headers.insert(http::header::CONTENT_LENGTH, length.into());
+            let chunks = [Bytes::from_static(head), Bytes::copy_from_slice(&rest[..sent])];
+            request.body = Box::pin(futures_util::stream::iter(chunks.map(Ok)));
+            let got = match read(&mut request, 200_000) {
+                Err(RequestError::MalformedForm(_)) => "malformed",
+                Err(RequestError::CutOff(_)) => "cut off",
+                other => panic!("{other:?}"),
+            };
+            assert_eq!(got, expected, "{} of {length} bytes", head.len() + sent);
+        }
+    }
+
     #[test]
     fn empty_bodies_without_a_length_need_one() {
         let mut request = multipart_request(&[]).with_body(Bytes::new());
@@ -325,7 +385,7 @@ mod tests {
 
         let mut request = multipart_request(&[]).with_body(Bytes::new());
         request.headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("0"));
-        assert!(matches!(read(&mut request, 100), Err(RequestError::CutOff(_))));
+        assert!(matches!(read(&mut request, 100), Err(RequestError::MalformedForm(_))));
 
         let mut request = Request::new(Method::POST, "/ai", "/uploads_file");
         request.headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));

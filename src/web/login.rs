@@ -48,7 +48,7 @@ pub fn check_login(raw: Option<&str>) -> Result<String, LoginProblem> {
 /// interlinear annotation marks and U+FFFD, which stands for bytes that were
 /// not UTF-8. The default-ignorable ranges are those of Unicode 16's
 /// DerivedCoreProperties.txt.
-fn is_hidden_format(c: char) -> bool {
+pub(super) fn is_hidden_format(c: char) -> bool {
     matches!(
         c,
         '\u{ad}'

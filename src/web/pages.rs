@@ -27,11 +27,11 @@ impl App {
         context: &mut Context,
     ) -> Result<Response, RequestError> {
         let uid = request.query_param("uid").unwrap_or_default();
-        // Only a name that would be accepted is kept in the links.
+        // Only a name that would be accepted fills the field and the links.
         context.login = check_login(Some(&uid)).ok();
         let data = json!({
             "action": context.link("/goto_uploads_file", context.language, false),
-            "uid": uid,
+            "uid": context.login.as_deref().unwrap_or(""),
             "max_login_chars": MAX_LOGIN_CHARS,
         });
         let switch = Switch::Link(context.link("/", context.language.other(), true));
@@ -58,7 +58,7 @@ impl App {
         let catalogue = self.renderer.catalogue();
         let limit = human_bytes(self.settings.max_upload_bytes);
         let data = json!({
-            "action": context.link("/uploads_file", context.language, false),
+            "action": context.link("/uploads_file", context.language, true),
             "uid": login,
             "greeting": catalogue.format(context.language, "upload_greeting", &[("login", &login)]),
             "accepted": catalogue.format(context.language, "upload_accepted", &[("limit", &limit)]),

@@ -13,6 +13,7 @@ use std::sync::Mutex;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
+use super::login::is_hidden_format;
 use crate::decode::Format;
 use crate::model::Prediction;
 
@@ -216,7 +217,8 @@ fn remove_temporary_files(dir: &Path) -> io::Result<()> {
 }
 
 /// The name a photo is stored under: `<login>-<original name>`, cleaned so it
-/// cannot leave the folder, never empty or hidden, at most 255 bytes, with
+/// cannot leave the folder, never empty, hidden or starting with `-`, without
+/// invisible characters, at most 255 bytes, with
 /// the extension of the format found in its bytes, and `-<copy>` before the
 /// extension from the second copy on.
 pub fn stored_name(login: &str, original: Option<&str>, extension: &str, copy: u32) -> String {
@@ -227,12 +229,16 @@ pub fn stored_name(login: &str, original: Option<&str>, extension: &str, copy: u
         Some((stem, _)) if !stem.trim_matches('.').is_empty() => stem,
         _ => base,
     };
+    // Invisible characters and direction overrides would make the name look
+    // like another one in an administrator's listing.
+    let stem: String = stem.chars().filter(|&c| !is_hidden_format(c)).collect();
     let stem = stem.trim_matches(|c: char| c == '.' || c.is_whitespace());
     let stem = if stem.is_empty() { "photo" } else { stem };
 
     let options = sanitize_filename::Options { windows: true, truncate: false, replacement: "_" };
     let mut name = sanitize_filename::sanitize_with_options(format!("{login}-{stem}"), options);
-    if name.starts_with('.') {
+    // Neither hidden, nor read as an option by `rm *` in the folder.
+    if name.starts_with(['.', '-']) {
         name.insert(0, '_');
     }
 
@@ -256,7 +262,7 @@ mod tests {
     #[test]
     fn stored_names_are_safe_and_keep_what_they_can() {
         let long = "長".repeat(200);
-        let cases: [(&str, Option<&str>, &str, u32, &str); 14] = [
+        let cases: [(&str, Option<&str>, &str, u32, &str); 17] = [
             ("taro", Some("eagle.jpg"), "jpg", 1, "taro-eagle.jpg"),
             ("taro", Some("猫.jpg"), "jpg", 1, "taro-猫.jpg"),
             ("taro", Some("猫.jpg"), "jpg", 3, "taro-猫-3.jpg"),
@@ -271,6 +277,9 @@ mod tests {
             ("a/b", Some("x:y?.png"), "png", 1, "a_b-x_y_.png"),
             (".ssh", Some("key.jpg"), "jpg", 1, "_.ssh-key.jpg"),
             ("t", Some("a\u{0}b\nc.jpg"), "jpg", 1, "t-a_b_c.jpg"),
+            ("t", Some("\u{202e}gpj.exe.jpg"), "jpg", 1, "t-gpj.exe.jpg"),
+            ("t", Some("\u{200b}.jpg"), "jpg", 1, "t-photo.jpg"),
+            ("-rf", Some("cat.jpg"), "jpg", 1, "_-rf-cat.jpg"),
         ];
         for (login, original, extension, copy, expected) in cases {
             assert_eq!(stored_name(login, original, extension, copy), expected, "{original:?}");

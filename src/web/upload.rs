@@ -26,8 +26,13 @@ impl App {
         request: &mut Request,
         context: &mut Context,
     ) -> Result<Response, RequestError> {
+        // The upload page's form carries the name in its address too, so that
+        // a photo refused before the form is read (over the limit) still gets
+        // the button back to the upload page. The name in the form counts.
+        context.login = check_login(request.query_param("uid").as_deref()).ok();
         let form = read_upload(request, self.settings.max_upload_bytes).await?;
         context.use_language(form.lang.as_deref());
+        context.login = None;
         let login = check_login(form.login.as_deref()).map_err(RequestError::BadLogin)?;
         context.login = Some(login.clone());
         let file = form.file.ok_or(RequestError::NoFile)?;
