@@ -1,9 +1,11 @@
 //! A student's visit in a real browser: headless Chromium, through the real
 //! Apache over HTTPS (self-signed certificate), types a login name, chooses a
-//! photo, uploads it, reads the result and goes on to another photo. A
+//! photo, uploads it, reads the result and goes on to another photo; and the
+//! browser's Back button from a result, against the built-in server. A
 //! screenshot of each page is left in `target/test-output/browser/`.
 
 mod common;
+mod web_support;
 
 use std::path::Path;
 use std::time::Duration;
@@ -84,6 +86,42 @@ async fn visit(
     assert_eq!(uid.value().await?.as_deref(), Some(UID), "login name on the login page");
     driver.screenshot(&out.join("5-login-again.png")).await?;
     Ok(())
+}
+
+/// The browser's Back button from a result shows the upload page again, not
+/// a warning about sending the login form once more. Over plain HTTP from the
+/// built-in server: Chromium keeps no copy of pages from a site whose
+/// certificate it does not trust, as with the Apache test's self-signed one.
+#[tokio::test(flavor = "multi_thread")]
+async fn back_from_a_result_is_the_upload_page() {
+    let server = web_support::Start::http().start();
+    let out = apache::output_dir("browser-back");
+    let profile = tempfile::tempdir().unwrap();
+    let chromedriver = ChromeDriver::start(&out.join("chromedriver.log"));
+    let photo = std::fs::canonicalize(common::shared_file("images/cat.jpg")).unwrap();
+
+    let session = WebDriver::new(chromedriver.url.clone(), chromium::capabilities(profile.path()));
+    let base = server.base();
+    let outcome = run_browser_test(session, |driver| async move {
+        driver.goto(format!("{base}/")).await?;
+        driver.query(By::Id("uid")).first().await?.send_keys(UID).await?;
+        driver.find(By::Id("next")).await?.click().await?;
+        driver.query(By::Id("file")).first().await?.send_keys(photo.to_str().unwrap()).await?;
+        driver.find(By::Id("upload")).await?.click().await?;
+        driver.query(By::Id("classes")).wait(Duration::from_secs(60), POLL).first().await?;
+
+        driver.back().await?;
+        let greeting = driver.query(By::Id("greeting")).first().await;
+        driver.screenshot(&out.join("back.png")).await?;
+        let greeting = greeting.map_err(|e| anyhow::anyhow!("not the upload page: {e}"))?;
+        let text = greeting.text().await?;
+        anyhow::ensure!(text.contains(UID), "greeting after Back: {text}");
+        Ok(())
+    })
+    .await;
+    if let Err(e) = outcome {
+        panic!("Back from the result page: {e}");
+    }
 }
 
 const POLL: Duration = Duration::from_millis(200);

@@ -69,7 +69,11 @@ impl App {
             uid: login,
         };
         let page = self.render("upload", context, "upload_title", &switch, data)?;
-        Ok(Response::html(StatusCode::OK, page))
+        // The browser may keep this page, which answers a form post: without a
+        // copy its Back button from the result asks to send the form again.
+        // `private` keeps it out of shared caches; the name is not a secret.
+        let keep = HeaderValue::from_static("private, no-cache");
+        Ok(Response::html(StatusCode::OK, page).with_header(CACHE_CONTROL, keep))
     }
 
     /// `GET /result/<id>`: the photo beside its likeliest classes.
