@@ -218,9 +218,9 @@ fn remove_temporary_files(dir: &Path) -> io::Result<()> {
 
 /// The name a photo is stored under: `<login>-<original name>`, cleaned so it
 /// cannot leave the folder, never empty, hidden or starting with `-`, without
-/// invisible characters, at most 255 bytes, with
-/// the extension of the format found in its bytes, and `-<copy>` before the
-/// extension from the second copy on.
+/// invisible characters, at most 255 bytes, with the extension of the format
+/// found in its bytes, and `-<copy>` before the extension from the second
+/// copy on.
 pub fn stored_name(login: &str, original: Option<&str>, extension: &str, copy: u32) -> String {
     // Browsers on Windows used to send the whole path.
     let base = original.unwrap_or("").rsplit(['/', '\\']).next().unwrap_or("");

@@ -32,9 +32,9 @@ impl App {
         context.login = check_login(request.query_param("uid").as_deref()).ok();
         let form = read_upload(request, self.settings.max_upload_bytes).await?;
         context.use_language(form.lang.as_deref());
-        context.login = None;
-        let login = check_login(form.login.as_deref()).map_err(RequestError::BadLogin)?;
-        context.login = Some(login.clone());
+        let login = check_login(form.login.as_deref());
+        context.login = login.as_ref().ok().cloned();
+        let login = login.map_err(RequestError::BadLogin)?;
         let file = form.file.ok_or(RequestError::NoFile)?;
 
         let (format, classification) = self.classify(&file).await?;
